@@ -1,0 +1,21 @@
+"""xpnet: neural networks with backpropagation written by hand, on NumPy, numba, CuPy or any Array API namespace.
+
+>>> import xpnet as xn
+>>> X, y = xn.datasets.xor()
+>>> net = xn.MLP([2, 2, 1], activation="sigmoid", output_activation="sigmoid", init=xn.init.Uniform(0, 1), seed=0)
+>>> step = net.compile("mse", xn.optim.SGD(lr=1.0))
+>>> step.repeat(X, y, 5000) < 0.01
+True
+"""
+__version__ = "0.1.0"
+
+from . import backends, datasets, errors, init, layers, losses, optim  # noqa: E402
+from .backends import get_backend, use  # noqa: E402
+from .gradients import backprop, finite_difference, gradcheck  # noqa: E402
+from .network import MLP, Sequential, load  # noqa: E402
+from .perceptron import Perceptron  # noqa: E402
+from .training import EarlyStopping, History  # noqa: E402
+
+__all__ = ["MLP", "Sequential", "Perceptron", "EarlyStopping", "History", "backends", "backprop", "datasets",
+           "errors", "finite_difference", "get_backend", "gradcheck", "init", "layers", "load", "losses", "optim",
+           "use", "__version__"]

@@ -1,0 +1,218 @@
+"""The base Backend: a complete, correct backend written in plain ``xp``.
+
+Layers, losses and optimisers call only ``backend.xp`` and the kernels below.
+Faster backends override single kernels, keep their signatures (a test checks
+this) and may fall back with ``return super().kernel(...)``. Backward kernels
+take ``(grad_out, *saved)`` in that order.
+"""
+import types
+
+import numpy as np
+
+from .. import kernels
+from ..errors import ConfigError, DeviceError, lookup
+
+FLOAT_DTYPES = ("float32", "float64")
+
+
+class Backend:
+    """An array namespace ``xp`` on one ``device``, and the kernels written in it."""
+
+    name = "base"
+
+    def __init__(self, xp, device=None):
+        self.xp = xp
+        self.device = device
+        self._array_type = type(xp.asarray(0.0, device=device))
+        # xp plus an erf: the namespace the elementwise math in kernels.py runs on.
+        self.math = types.SimpleNamespace(**{k: getattr(xp, k) for k in dir(xp) if not k.startswith("__")})
+        self.math.erf = getattr(xp, "erf", None) or (lambda x: kernels.erf_series(xp, x))
+
+    def info(self):
+        """Facts for `xpnet info`: device, versions, libraries."""
+        return {"device": str(self.device), "namespace": getattr(self.xp, "__name__", type(self.xp).__name__)}
+
+    def __repr__(self):
+        device = "" if self.device is None else f", device={self.device!r}"
+        return f"<xpnet backend {self.name!r}{device}>"
+
+    # ---- arrays and devices -------------------------------------------------
+
+    def dtype(self, name):
+        """The namespace's dtype object for ``"float32"`` or ``"float64"``."""
+        if name not in FLOAT_DTYPES:
+            raise ConfigError(f"dtype must be one of {FLOAT_DTYPES}, got {name!r}")
+        return getattr(self.xp, name)
+
+    def is_native(self, x):
+        """True if ``x`` is an array of this backend's namespace (device not checked)."""
+        return isinstance(x, self._array_type)
+
+    def asarray(self, x, dtype=None):
+        """``x`` (host data or an array of this backend) on this backend's device."""
+        if hasattr(x, "__array_namespace__") and not self.is_native(x) and not isinstance(x, np.ndarray):
+            raise DeviceError(
+                f"expected a NumPy array or an array of backend {self.name!r}, got {type(x).__module__}."
+                f"{type(x).__name__}; move it with to_numpy() or net.to(...) first"
+            )
+        if self.is_native(x):
+            if self.device is not None and getattr(x, "device", self.device) != self.device:
+                raise DeviceError(f"array is on device {x.device!r}, the network on {self.device!r}")
+            return x if dtype is None or x.dtype == dtype else self.xp.astype(x, dtype)
+        return self.xp.asarray(np.asarray(x), dtype=dtype, device=self.device)
+
+    def to_numpy(self, x):
+        """A host NumPy copy of ``x``."""
+        if isinstance(x, np.ndarray):
+            return x
+        return np.asarray(x)
+
+    def zeros_like(self, x):
+        return self.xp.zeros(x.shape, dtype=x.dtype, device=self.device)
+
+    def scalar(self, x):
+        """A Python float from a 0-d array (synchronises with the device)."""
+        return float(x)
+
+    def synchronize(self):
+        """Wait for queued device work; a no-op on the CPU."""
+
+    # ---- random numbers ---------------------------------------------------------
+
+    def rng(self, seed):
+        """The backend's own random generator (NumPy's on the host by default)."""
+        return np.random.default_rng(seed)
+
+    def dropout_mask(self, rng, shape, p, dtype):
+        """Inverted-dropout mask: 0 with probability p, else 1/(1-p)."""
+        keep = rng.random(shape) >= p
+        return self.asarray(keep / (1.0 - p), dtype=dtype)
+
+    # ---- layers -------------------------------------------------------------------
+
+    def activation(self, z, activation, alpha):
+        forward, _ = lookup("activation", activation, kernels.ACTIVATIONS)
+        return forward(self.math, z, alpha)
+
+    def activation_backward(self, grad_a, z, a, activation, alpha):
+        """grad_z = grad_a ⊙ σ'(z): the σ'(z) factor of BP1 and BP2."""
+        _, backward = lookup("activation", activation, kernels.ACTIVATIONS)
+        return backward(self.math, grad_a, z, a, alpha)
+
+    def dense_forward(self, x, W, b, activation, alpha):
+        """z = x W + b, a = σ(z); returns (z, a)."""
+        z = self.xp.matmul(x, W) + b
+        return z, self.activation(z, activation, alpha)
+
+    def dense_backward(self, grad_a, x, W, z, a, activation, alpha, need_grad_x=True):
+        """Backprop through a Dense layer; returns (grad_x, grad_W, grad_b).
+
+        grad_x is None when need_grad_x is False (the first layer).
+        """
+        xp = self.xp
+        delta = self.activation_backward(grad_a, z, a, activation, alpha)  # δ = ∂C/∂a ⊙ σ'(z)
+        grad_b = xp.sum(delta, axis=0)  # BP3: ∂C/∂b = δ (summed over the batch)
+        grad_W = xp.matmul(xp.matrix_transpose(x), delta)  # BP4: ∂C/∂W = aᵀ_prev δ
+        grad_x = xp.matmul(delta, xp.matrix_transpose(W)) if need_grad_x else None  # BP2: δ Wᵀ
+        return grad_x, grad_W, grad_b
+
+    # ---- losses: (value, ∂C/∂pred) ---------------------------------------------------
+
+    def loss(self, name, pred, target):
+        """The mean loss as a 0-d array."""
+        return self.loss_and_grad(name, pred, target, need_grad=False)[0]
+
+    def loss_and_grad(self, name, pred, target, need_grad=True):
+        """(mean loss as a 0-d array, ∂loss/∂pred or None)."""
+        return lookup("loss", name, self._LOSSES)(self, pred, target, need_grad)
+
+    def _mse(self, pred, target, need_grad):
+        xp = self.xp
+        diff = pred - target
+        n = diff.shape[0] * diff.shape[1]
+        loss = xp.sum(diff * diff) / n
+        return loss, (2.0 / n) * diff if need_grad else None
+
+    def _bce(self, prob, target, need_grad):
+        xp = self.xp
+        eps = 1e-7 if prob.dtype == xp.float32 else 1e-12
+        p = xp.clip(prob, eps, 1.0 - eps)
+        n = p.shape[0] * p.shape[1]
+        loss = -xp.sum(target * xp.log(p) + (1.0 - target) * xp.log(1.0 - p)) / n
+        return loss, (p - target) / (p * (1.0 - p) * n) if need_grad else None
+
+    def _bce_logits(self, z, target, need_grad):
+        xp = self.xp
+        n = z.shape[0] * z.shape[1]
+        # log(1 + e^z) − z t, with e^{-|z|} only, so it never overflows.
+        loss = xp.sum(xp.maximum(z, 0.0) - z * target + xp.log1p(xp.exp(-xp.abs(z)))) / n
+        if not need_grad:
+            return loss, None
+        return loss, (kernels.sigmoid(self.math, z, 0.0) - target) / n
+
+    def _softmax_ce(self, z, onehot, need_grad):
+        xp = self.xp
+        n = z.shape[0]
+        shifted = z - xp.max(z, axis=1, keepdims=True)
+        exp = xp.exp(shifted)
+        total = xp.sum(exp, axis=1, keepdims=True)
+        # −Σ t log softmax(z) = Σ t (log Σ e^z − z), with z shifted by its row max.
+        loss = xp.sum(onehot * (xp.log(total) - shifted)) / n
+        return loss, (exp / total - onehot) / n if need_grad else None  # BP1: softmax − y
+
+    _LOSSES = {"mse": _mse, "bce": _bce, "bce_logits": _bce_logits, "softmax_ce": _softmax_ce}
+
+    # ---- optimiser updates, in place ---------------------------------------------
+
+    def sgd_update(self, param, grad, velocity, lr, momentum, nesterov, weight_decay):
+        """One SGD step on ``param`` (and ``velocity``, None when momentum is 0), in place."""
+        g = kernels.weight_decayed(self.math, param, grad, weight_decay) if weight_decay else grad
+        if velocity is None:
+            param -= lr * g
+            return
+        new_param, new_velocity = kernels.sgd(self.math, param, g, velocity, lr, momentum, nesterov)
+        param[...] = new_param
+        velocity[...] = new_velocity
+
+    def rmsprop_update(self, param, grad, square_avg, lr, rho, eps, weight_decay):
+        """One RMSProp step on ``param`` and ``square_avg``, in place."""
+        g = kernels.weight_decayed(self.math, param, grad, weight_decay) if weight_decay else grad
+        new_param, new_square_avg = kernels.rmsprop(self.math, param, g, square_avg, lr, rho, eps)
+        param[...] = new_param
+        square_avg[...] = new_square_avg
+
+    def adam_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
+        """One Adam step (``step`` counts from 1) on ``param``, ``m`` and ``v``, in place."""
+        g = kernels.weight_decayed(self.math, param, grad, weight_decay) if weight_decay else grad
+        bias1, bias2 = 1.0 - beta1**step, 1.0 - beta2**step
+        new_param, new_m, new_v = kernels.adam(self.math, param, g, m, v, lr, beta1, beta2, eps, bias1, bias2)
+        param[...] = new_param
+        m[...] = new_m
+        v[...] = new_v
+
+    def max_norm(self, W, limit):
+        """Scale each unit's incoming weights (a column of W) to an L2 norm of at most ``limit``, in place."""
+        xp = self.xp
+        norms = xp.sqrt(xp.sum(W * W, axis=0, keepdims=True))
+        W[...] = W * xp.minimum(1.0, limit / xp.maximum(norms, 1e-12))
+
+    # ---- data movement for training ------------------------------------------------
+
+    def take_rows(self, x, index):
+        """Rows ``index`` (an integer array on this backend) of ``x``."""
+        return self.xp.take(x, index, axis=0)
+
+    def one_hot(self, labels, k, dtype):
+        """(n,) integer labels on this backend → (n, k) one-hot rows."""
+        xp = self.xp
+        classes = xp.arange(k, device=self.device)
+        return xp.astype(xp.reshape(labels, (-1, 1)) == classes, dtype)
+
+    # ---- compiled steps ----------------------------------------------------------------
+
+    def compile_step(self, net, loss, optimizer, gradient="backprop", max_norm=None, eps=1e-3, method="central"):
+        """The fastest training step this backend has for ``net``: here, the plain one."""
+        from ..step import PlainStep
+
+        return PlainStep(net, loss, optimizer, gradient=gradient, max_norm=max_norm, eps=eps, method=method)
+

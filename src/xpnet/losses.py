@@ -1,0 +1,102 @@
+"""Losses: means, as PyTorch's defaults.
+
+MSE and BCE average over every element, softmax cross-entropy over the
+samples. A loss checks and prepares targets on the host (``prepare``), then
+calls the backend kernel that returns the value and ∂C/∂prediction, which
+is where backprop starts (BP1).
+"""
+import numpy as np
+
+from .errors import ConfigError, DataError, ShapeError, lookup
+
+
+class Loss:
+    """Base class; ``kernel`` names the backend kernel, ``classifier`` says whether accuracy applies."""
+
+    name = kernel = None
+    classifier = False
+
+    def prepare(self, y, n_outputs):
+        """Check targets (host NumPy) and return them as (n, n_outputs) floats."""
+        y = np.asarray(y)
+        if y.ndim == 1 and n_outputs == 1:
+            y = y.reshape(-1, 1)
+        if y.ndim != 2 or y.shape[1] != n_outputs:
+            raise ShapeError(f"{self.name} targets must have shape (n, {n_outputs}) for a network with "
+                             f"{n_outputs} output(s), got {y.shape}")
+        return y
+
+    def __call__(self, backend, pred, target):
+        """(mean loss as a 0-d array, ∂loss/∂pred)."""
+        return backend.loss_and_grad(self.kernel, pred, target)
+
+    def value(self, backend, pred, target):
+        return backend.loss(self.kernel, pred, target)
+
+    def correct(self, backend, pred, target):
+        """Number of correct predictions in a batch, as a 0-d array (classifiers only)."""
+        xp = backend.xp
+        if pred.shape[1] == 1:
+            threshold = 0.0 if self.kernel == "bce_logits" else 0.5
+            return xp.sum(xp.astype((pred > threshold) == (target > 0.5), xp.int64))
+        return xp.sum(xp.astype(xp.argmax(pred, axis=1) == xp.argmax(target, axis=1), xp.int64))
+
+    def config(self):
+        return self.name
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class MSE(Loss):
+    """Mean squared error over every element: (1/(n·k)) Σ (pred − y)²."""
+
+    name = kernel = "mse"
+
+
+class BCE(Loss):
+    """Binary cross-entropy on probabilities (clipped), or from logits (stable) with ``from_logits=True``."""
+
+    classifier = True
+
+    def __init__(self, from_logits=False):
+        self.from_logits = bool(from_logits)
+        self.name = self.kernel = "bce_logits" if from_logits else "bce"
+
+    def prepare(self, y, n_outputs):
+        y = super().prepare(y, n_outputs)
+        if y.size and (np.min(y) < 0 or np.max(y) > 1):
+            raise DataError(f"BCE targets must lie in [0, 1], got values in [{np.min(y)}, {np.max(y)}]")
+        return y
+
+    def __repr__(self):
+        return f"BCE(from_logits={self.from_logits})"
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Softmax cross-entropy from logits, averaged over samples; labels as integers (n,) or one-hot (n, k)."""
+
+    name = kernel = "softmax_ce"
+    classifier = True
+
+    def prepare(self, y, n_outputs):
+        if n_outputs == 1:
+            raise ConfigError("softmax_ce needs at least 2 outputs; use 'bce' or 'bce_logits' for one output")
+        y = np.asarray(y)
+        if y.ndim == 1:
+            if y.size and not np.all(np.equal(np.mod(y, 1), 0)):
+                raise DataError(f"softmax_ce integer labels must be whole numbers, got e.g. {y[np.mod(y, 1) != 0][0]!r}")
+            if y.size and (np.min(y) < 0 or np.max(y) >= n_outputs):
+                raise DataError(f"softmax_ce labels must lie in [0, {n_outputs}) for {n_outputs} outputs, "
+                                f"got values in [{np.min(y)}, {np.max(y)}]")
+            return np.eye(n_outputs)[y.astype(np.int64)]
+        return super().prepare(y, n_outputs)
+
+
+LOSSES = {"mse": MSE, "bce": BCE, "bce_logits": lambda: BCE(from_logits=True),
+          "softmax_ce": SoftmaxCrossEntropy}
+
+
+def get(loss):
+    """A Loss from a name (``"mse" "bce" "bce_logits" "softmax_ce"``) or an instance."""
+    return loss if isinstance(loss, Loss) else lookup("loss", loss, LOSSES)()

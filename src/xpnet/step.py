@@ -1,0 +1,84 @@
+"""The plain training step: forward, backward layer by layer, optimiser update.
+
+``net.compile(loss, optimizer)`` asks the backend for its fastest step; this
+is the one every backend can run, and the reference that faster steps (a
+numba-jitted MLP, a CUDA graph) are tested against.
+"""
+import math
+
+from .errors import ConfigError
+from .gradients import check_options, finite_difference_arrays, prepare
+
+
+class PlainStep:
+    """One training step, layer by layer in Python.
+
+    ``step(X, y)`` runs one step and returns the loss (before the update);
+    ``step.repeat(X, y, n)`` runs n full-batch steps and returns the last loss.
+    """
+
+    kind = "plain layer-by-layer step"
+
+    def __init__(self, net, loss, optimizer, gradient="backprop", max_norm=None, eps=1e-3, method="central"):
+        check_options(gradient, eps, method)
+        if max_norm is not None and not (isinstance(max_norm, (int, float)) and max_norm > 0 and math.isfinite(max_norm)):
+            raise ConfigError(f"max_norm must be a positive number or None, got {max_norm!r}")
+        if gradient == "finite_difference" and any(getattr(layer, "p", 0.0) for layer in net.layers):
+            raise ConfigError("finite differences need a deterministic loss: remove the Dropout layers "
+                              "or use gradient='backprop'")
+        self.net, self.loss, self.optimizer = net, loss, optimizer
+        self.gradient, self.max_norm, self.eps, self.method = gradient, max_norm, eps, method
+        self.weight_index = [i for i, name in enumerate(net.param_names()) if name.startswith("W")]
+
+    def __repr__(self):
+        return (f"<{self.kind}: {self.net.backend.name}, loss={self.loss!r}, optimizer={self.optimizer!r}, "
+                f"gradient={self.gradient!r}>")
+
+    def __call__(self, X, y):
+        """One step on (X, y); returns the loss as a float."""
+        X, T = prepare(self.net, self.loss, X, y)
+        return self.net.backend.scalar(self.step(X, T))
+
+    def repeat(self, X, y, n):
+        """n full-batch steps on (X, y); returns the loss of the last one as a float."""
+        X, T = prepare(self.net, self.loss, X, y)
+        loss = math.nan
+        for _ in range(int(n)):
+            loss = self.step(X, T)
+        return self.net.backend.scalar(loss) if n else loss
+
+    def step(self, X, T):
+        """One step on prepared backend arrays; returns the loss as a 0-d backend array."""
+        net, backend = self.net, self.net.backend
+        if self.gradient == "backprop":
+            loss = net.forward_backward(X, T, self.loss)
+            grads = net.gradients()
+        else:
+            loss = self.loss.value(backend, net.forward_prepared(X, training=False), T)
+            grads = finite_difference_arrays(net, self.loss, X, T, self.eps, self.method)
+        params = net.parameters()
+        self.optimizer.step(backend, params, grads)
+        if self.max_norm is not None:
+            for i in self.weight_index:
+                backend.max_norm(params[i], self.max_norm)
+        return loss
+
+    def run_epoch(self, X, T, order, batch_size):
+        """Steps over the rows of X, T in ``order`` (a backend index array; None keeps the order), in batches.
+
+        Returns the sum over batches of loss × batch size, as a 0-d backend array.
+        """
+        backend = self.net.backend
+        n = X.shape[0]
+        if order is None and batch_size >= n:
+            return self.step(X, T) * n
+        total = 0.0
+        for start in range(0, n, batch_size):
+            if order is None:
+                Xb, Tb = X[start:start + batch_size], T[start:start + batch_size]
+            else:
+                rows = order[start:start + batch_size]
+                Xb, Tb = backend.take_rows(X, rows), backend.take_rows(T, rows)
+            total = total + self.step(Xb, Tb) * Xb.shape[0]
+        return total
+

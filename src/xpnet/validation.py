@@ -1,0 +1,58 @@
+"""Checks on user data at the public boundary, with messages that say what was expected and what came."""
+import numpy as np
+
+from .errors import DataError, DataTypeError, ShapeError
+
+
+def as_numbers(a, what):
+    """``a`` as a host NumPy array of real numbers (bool, int or float)."""
+    try:
+        arr = np.asarray(a)
+    except (ValueError, TypeError) as e:  # ragged lists and the like
+        raise DataTypeError(f"{what} must be a rectangular array of numbers, got {type(a).__name__} ({e})") from None
+    if arr.dtype.kind not in "biuf":
+        raise DataTypeError(f"{what} must hold real numbers (bool, int or float), got dtype {arr.dtype}")
+    return arr
+
+
+def check_finite(arr, what):
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise DataError(f"{what} must be finite, got {arr[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
+
+
+def check_X(X, n_features=None, what="X"):
+    """X as a 2-D array of finite numbers with ``n_features`` columns.
+
+    Host data comes back as NumPy; an array of a backend (one with
+    ``__array_namespace__`` that is not NumPy's) is only shape-checked, so
+    checking never copies device data to the host.
+    """
+    if hasattr(X, "__array_namespace__") and not isinstance(X, np.ndarray):
+        shape = tuple(X.shape)
+    else:
+        X = as_numbers(X, what)
+        shape = X.shape
+    if len(shape) != 2:
+        hint = " (one sample per row: use X.reshape(-1, 1) for one feature, or X.reshape(1, -1) for one sample)" \
+            if len(shape) == 1 else ""
+        raise ShapeError(f"{what} must be 2-D (samples, features), got shape {shape}{hint}")
+    if n_features is not None and shape[1] != n_features:
+        raise ShapeError(f"{what} has {shape[1]} features per sample, the network expects {n_features}")
+    if isinstance(X, np.ndarray):
+        check_finite(X, what)
+    return X
+
+
+def check_Xy(X, y, n_features):
+    """Training data: X (n, n_features) and y with n rows, both finite and non-empty."""
+    X = check_X(X, n_features)
+    y = as_numbers(y, "y")
+    if y.ndim not in (1, 2):
+        raise ShapeError(f"y must be 1-D labels or 2-D targets, got shape {y.shape}")
+    if len(X) != len(y):
+        raise ShapeError(f"X and y must have the same number of samples, got {len(X)} and {len(y)}")
+    if len(X) == 0:
+        raise DataError("cannot train on empty data: X has 0 samples")
+    check_finite(y, "y")
+    return X, y

@@ -1,8 +1,8 @@
 """Networks: a Sequential stack of layers, and the MLP built from layer sizes."""
 import numpy as np
 
-from . import backends, checkpoint, layers as layers_mod
-from .errors import CheckpointError, ConfigError, ShapeError
+from . import backends, checkpoint, kernels, layers as layers_mod
+from .errors import CheckpointError, ConfigError, ShapeError, lookup
 from .validation import check_X
 
 
@@ -78,10 +78,11 @@ class Sequential:
     def predict(self, X, batch_size=4096):
         """Outputs for X as a host NumPy array, computed in batches, dropout off."""
         X = check_X(X, self.n_inputs)
-        if len(X) == 0:
+        n = X.shape[0]
+        if n == 0:
             return np.zeros((0, self.n_outputs), dtype=self.dtype)
-        return np.concatenate([self.backend.to_numpy(self.forward(X[i:i + batch_size]))
-                               for i in range(0, len(X), batch_size)])
+        return np.concatenate([self.backend.to_numpy(self.forward(X[i:min(i + batch_size, n), ...]))
+                               for i in range(0, n, batch_size)])
 
     def evaluate(self, X, y, loss="mse"):
         """{"loss": mean loss, "accuracy": ... (classifiers)} on (X, y), dropout off."""
@@ -165,7 +166,7 @@ class Sequential:
         return self.backend.compile_step(self, losses.get(loss), optim.get(optimizer), gradient=gradient,
                                          max_norm=max_norm, eps=eps, method=method)
 
-    def fit(self, X, y, loss="mse", optimizer="sgd", epochs=1, batch_size=32, **kwargs):
+    def fit(self, X, y, loss="mse", optimizer="sgd", epochs=1, batch_size="auto", **kwargs):
         """Train; returns a History. See ``xpnet.training.fit`` for every argument."""
         from .training import fit
 
@@ -211,6 +212,8 @@ class MLP(Sequential):
         if not isinstance(sizes, list) or len(sizes) < 2:
             raise ConfigError(f"MLP sizes must be a list of at least 2 layer widths like [2, 16, 1], got {sizes!r}")
         output_activation = output_activation or "identity"
+        for name in (activation, output_activation):
+            lookup("activation", name, kernels.ACTIVATIONS)
         stack = []
         for i, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:])):
             last = i == len(sizes) - 2

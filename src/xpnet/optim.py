@@ -44,14 +44,14 @@ class Optimizer:
 
     def state_dict(self, backend):
         """Hyperparameters, step count and state as host NumPy arrays."""
-        state = {name: [backend.to_numpy(a) for a in arrays] for name, arrays in (self.state or {}).items()}
+        state = {name: [np.array(backend.to_numpy(a)) for a in arrays] for name, arrays in (self.state or {}).items()}
         return {"config": self.config(), "steps": self.steps, "state": state}
 
     def load_state_dict(self, backend, state_dict, params):
         self.steps = int(state_dict["steps"])
         self.state = None
         if state_dict["state"]:
-            self.state = {name: [backend.asarray(np.asarray(a), dtype=p.dtype) for a, p in zip(arrays, params)]
+            self.state = {name: [backend.asarray(np.array(a), dtype=p.dtype) for a, p in zip(arrays, params)]
                           for name, arrays in state_dict["state"].items()}
 
     def to(self, backend):

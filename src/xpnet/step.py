@@ -75,9 +75,9 @@ class PlainStep:
         total = 0.0
         for start in range(0, n, batch_size):
             if order is None:
-                Xb, Tb = X[start:start + batch_size], T[start:start + batch_size]
+                Xb, Tb = X[start:min(start + batch_size, n), ...], T[start:min(start + batch_size, n), ...]
             else:
-                rows = order[start:start + batch_size]
+                rows = order[start:min(start + batch_size, n)]
                 Xb, Tb = backend.take_rows(X, rows), backend.take_rows(T, rows)
             total = total + self.step(Xb, Tb) * Xb.shape[0]
         return total

@@ -63,7 +63,7 @@ def evaluate(net, loss, X, T, batch_size=4096):
     n = X.shape[0]
     total, correct = 0.0, 0
     for start in range(0, n, batch_size):
-        Xb, Tb = X[start:start + batch_size], T[start:start + batch_size]
+        Xb, Tb = X[start:min(start + batch_size, n), ...], T[start:min(start + batch_size, n), ...]
         out = net.forward_prepared(Xb, training=False)
         total = total + loss.value(backend, out, Tb) * Xb.shape[0]
         if loss.classifier:
@@ -90,13 +90,13 @@ def _check_int(name, value, low):
     return int(value)
 
 
-def fit(net, X, y, loss="mse", optimizer="sgd", epochs=1, batch_size=32, validation_data=None,
+def fit(net, X, y, loss="mse", optimizer="sgd", epochs=1, batch_size="auto", validation_data=None,
         validation_split=0.0, shuffle=True, early_stopping=None, max_norm=None, gradient="backprop",
         progress=True, seed=0):
     """Train ``net`` on (X, y) and return a History.
 
-    batch_size=None trains full-batch; a batch larger than the data is clipped
-    (with a warning). Each epoch visits the data in an order drawn from
+    batch_size="auto" is 32 (or all the data when there is less); None trains
+    full-batch; a larger batch than the data is clipped with a warning. Each epoch visits the data in an order drawn from
     ``seed``, which also seeds the validation split and dropout. Ctrl-C stops
     training cleanly: the History so far comes back and the net keeps its last
     completed (or, with early stopping, best) weights.
@@ -119,11 +119,11 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs=1, batch_size=32, validat
     else:
         X_val = y_val = None
     n = len(X)
-    if batch_size is None:
-        batch_size = n
+    if batch_size is None or batch_size == "auto":
+        batch_size = n if batch_size is None else min(32, n)
     batch_size = _check_int("batch_size", batch_size, 1)
     if batch_size > n:
-        warnings.warn(f"batch_size={batch_size} is larger than the {n} training samples; using {n}", stacklevel=2)
+        warnings.warn(f"batch_size={batch_size} is larger than the {n} training samples; using {n}", stacklevel=3)
         batch_size = n
     stopper = EarlyStopping.get(early_stopping)
 

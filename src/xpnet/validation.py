@@ -28,7 +28,7 @@ def check_X(X, n_features=None, what="X"):
     ``__array_namespace__`` that is not NumPy's) is only shape-checked, so
     checking never copies device data to the host.
     """
-    if hasattr(X, "__array_namespace__") and not isinstance(X, np.ndarray):
+    if (hasattr(X, "__array_namespace__") or hasattr(X, "__dlpack__")) and not isinstance(X, np.ndarray):
         shape = tuple(X.shape)
     else:
         X = as_numbers(X, what)

@@ -50,7 +50,8 @@ class Backend:
 
     def asarray(self, x, dtype=None):
         """``x`` (host data or an array of this backend) on this backend's device."""
-        if hasattr(x, "__array_namespace__") and not self.is_native(x) and not isinstance(x, np.ndarray):
+        foreign = hasattr(x, "__array_namespace__") or hasattr(x, "__dlpack__")
+        if foreign and not self.is_native(x) and not isinstance(x, np.ndarray):
             raise DeviceError(
                 f"expected a NumPy array or an array of backend {self.name!r}, got {type(x).__module__}."
                 f"{type(x).__name__}; move it with to_numpy() or net.to(...) first"

@@ -1,0 +1,127 @@
+"""The registry: available(), use() as setter and context manager, XPNET_BACKEND, auto, and readable failures."""
+import inspect
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet.backends import REGISTRY, Backend
+
+
+def test_available_lists_numpy_and_only_usable_backends():
+    names = xn.backends.available()
+    assert names[0] == "numpy"
+    for name in REGISTRY:
+        assert (name in names) == (xn.backends.unavailable_reason(name) is None)
+
+
+def test_use_sets_the_default_and_restores_it_as_a_context_manager():
+    assert xn.get_backend().name == "numpy"
+    with xn.use("array_api_strict") as backend:
+        assert xn.get_backend() is backend and backend.name == "array_api_strict"
+        assert xn.MLP([2, 1]).backend is backend
+    assert xn.get_backend().name == "numpy"
+    xn.use("array_api_strict")
+    assert xn.get_backend().name == "array_api_strict"  # the conftest fixture restores numpy afterwards
+
+
+def test_environment_variable_picks_the_default(monkeypatch):
+    with xn.use("numpy"):
+        pass
+    import xpnet.backends as registry
+
+    monkeypatch.setattr(registry, "_default", None)
+    monkeypatch.setenv("XPNET_BACKEND", "array_api_strict")
+    assert xn.get_backend().name == "array_api_strict"
+    monkeypatch.setenv("XPNET_BACKEND", "auto")
+    assert xn.get_backend().name == xn.backends.resolve("auto")
+
+
+def test_auto_prefers_cupy_then_numba_then_numpy():
+    usable = xn.backends.available()
+    expected = next(name for name in ("cupy", "numba", "numpy") if name in usable)
+    assert xn.backends.resolve("auto") == expected
+    assert xn.get_backend("auto").name == expected
+
+
+def test_unknown_backend_name_suggests_the_closest():
+    with pytest.raises(xn.errors.ConfigError, match="Did you mean 'numba'"):
+        xn.use("numbaa")
+
+
+def test_unusable_backend_says_why_and_how_to_install(monkeypatch):
+    import xpnet.backends as registry
+
+    monkeypatch.setitem(registry._probes, "cupy", "CuPy is not installed")
+    with pytest.raises(xn.errors.BackendUnavailableError) as info:
+        xn.use("cupy")
+    assert "CuPy is not installed" in str(info.value) and "pip install 'xpnet[cuda12]'" in str(info.value)
+    assert isinstance(info.value, ImportError)
+    assert "cupy" not in xn.backends.available()
+
+
+def test_backend_instances_are_shared_and_options_make_new_ones():
+    assert xn.get_backend("numpy") is xn.get_backend("numpy")
+    strict = xn.get_backend("array_api_strict", device="device2")
+    assert strict.device == __import__("array_api_strict").Device("device2")
+    assert strict is not xn.get_backend("array_api_strict")
+
+
+def test_any_array_api_module_can_be_a_backend():
+    strict = pytest.importorskip("array_api_strict")
+    backend = xn.get_backend(strict)
+    assert backend.xp is strict
+    net = xn.MLP([2, 3, 1], backend=backend)
+    assert net.predict(np.zeros((1, 2))).shape == (1, 1)
+
+
+def test_describe_reports_every_backend():
+    rows = {row["name"]: row for row in xn.backends.describe()}
+    assert set(rows) == set(REGISTRY)
+    assert rows["numpy"]["usable"] and rows["numpy"]["device"] == "cpu"
+    for row in rows.values():
+        assert row["usable"] or row["reason"]
+
+
+def all_backend_classes():
+    classes = []
+    for name in REGISTRY:
+        if xn.backends.unavailable_reason(name) is None:
+            classes.append(type(xn.get_backend(name)))
+    return set(classes)
+
+
+def test_every_override_keeps_the_base_signature():
+    for cls in all_backend_classes():
+        for name, member in vars(cls).items():
+            base = getattr(Backend, name, None)
+            if name.startswith("_") or not callable(member) or not callable(base):
+                continue
+            assert inspect.signature(member) == inspect.signature(base), f"{cls.__name__}.{name}"
+
+
+def test_backward_kernels_take_grad_out_first():
+    for name, member in vars(Backend).items():
+        if name.endswith("_backward"):
+            params = list(inspect.signature(member).parameters)
+            assert params[1].startswith("grad_"), f"{name}{params}"
+
+
+def test_arrays_from_another_backend_are_refused(backend):
+    from conftest import make_backend
+
+    other = make_backend("torch" if backend.name == "array_api_strict" else "array_api_strict", {})
+    with pytest.raises(xn.errors.DeviceError, match="expected a NumPy array or an array of backend"):
+        backend.asarray(other.asarray(np.zeros((2, 2))))
+    net = xn.MLP([2, 1], backend=backend)
+    with pytest.raises(xn.errors.DeviceError):
+        net.predict(other.asarray(np.zeros((3, 2))))
+
+
+def test_array_on_another_device_is_refused():
+    strict = pytest.importorskip("array_api_strict")
+    on2 = xn.get_backend("array_api_strict", device="device2")
+    on1 = xn.get_backend("array_api_strict", device="device1")
+    with pytest.raises(xn.errors.DeviceError, match="device2"):
+        on1.asarray(on2.asarray(np.zeros(2)))
+    assert strict  # imported for the skip

@@ -66,19 +66,18 @@ class PlainStep:
     def run_epoch(self, X, T, order, batch_size):
         """Steps over the rows of X, T in ``order`` (a backend index array; None keeps the order), in batches.
 
-        Returns the sum over batches of loss × batch size, as a 0-d backend array.
+        Returns the loss of every batch (before its update) as a 1-D backend
+        array, so the caller reads them back once per epoch.
         """
-        backend = self.net.backend
+        backend, xp = self.net.backend, self.net.backend.xp
         n = X.shape[0]
-        if order is None and batch_size >= n:
-            return self.step(X, T) * n
-        total = 0.0
+        losses = []
         for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
             if order is None:
-                Xb, Tb = X[start:min(start + batch_size, n), ...], T[start:min(start + batch_size, n), ...]
+                Xb, Tb = (X, T) if stop - start == n else (X[start:stop, ...], T[start:stop, ...])
             else:
-                rows = order[start:min(start + batch_size, n)]
+                rows = order[start:stop]
                 Xb, Tb = backend.take_rows(X, rows), backend.take_rows(T, rows)
-            total = total + self.step(Xb, Tb) * Xb.shape[0]
-        return total
-
+            losses.append(self.step(Xb, Tb))
+        return xp.stack(losses)

@@ -147,13 +147,16 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs=1, batch_size="auto", val
         for epoch in range(1, epochs + 1):
             order = backend.asarray(rng.permutation(n)) if shuffle else None
             start = time.perf_counter()
-            total = step.run_epoch(Xd, Td, order, batch_size)
-            train_loss = backend.scalar(total) / n  # waits for the device: the epoch is done
+            batch_losses = backend.to_numpy(step.run_epoch(Xd, Td, order, batch_size))  # waits for the device
             seconds = time.perf_counter() - start
-            if not math.isfinite(train_loss):
+            if not np.all(np.isfinite(batch_losses)):
                 _restore(net, last_good)
-                raise DivergenceError(f"the training loss became {train_loss} in epoch {epoch}; the net keeps the "
-                                      f"weights of epoch {epoch - 1}. Try a smaller learning rate.")
+                batch = int(np.argmin(np.isfinite(batch_losses))) + 1
+                raise DivergenceError(f"the training loss became {batch_losses[batch - 1]} in epoch {epoch}, batch "
+                                      f"{batch} of {len(batch_losses)}; the net keeps the weights it had after epoch "
+                                      f"{epoch - 1}. Try a smaller learning rate.")
+            sizes = np.diff(np.minimum(np.arange(0, n + batch_size, batch_size), n))
+            train_loss = float(np.dot(batch_losses, sizes) / n)
             last_good = [backend.xp.asarray(p, copy=True) for p in net.parameters()]
             metrics = {"loss": train_loss}
             if loss.classifier:

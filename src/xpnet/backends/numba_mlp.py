@@ -38,6 +38,11 @@ def jit(fn):
     return njit(cache=CACHE, fastmath=FASTMATH)(fn)
 
 
+def jit_inline(fn):
+    """For small scalar functions in hot loops: inlined where called, so the loop can vectorise."""
+    return njit(cache=CACHE, fastmath=FASTMATH, inline="always")(fn)
+
+
 def make_layout(sizes, activations):
     """The int64 (4, L+1) layout array of an MLP with these layer sizes and activation names."""
     L = len(sizes) - 1
@@ -62,7 +67,7 @@ _weight_decayed, _sgd, _rmsprop, _adam = (jit(f) for f in (kernels.weight_decaye
                                                            kernels.adam))
 
 
-@jit
+@jit_inline
 def activation(code, z, alpha):
     """σ(z) for the activation with this code (the order of kernels.ACTIVATIONS)."""
     if code == 0:
@@ -80,7 +85,7 @@ def activation(code, z, alpha):
     return _gelu_tanh(M, z, alpha)
 
 
-@jit
+@jit_inline
 def activation_grad(code, grad_a, z, a, alpha):
     """grad_a ⊙ σ'(z) for the activation with this code."""
     if code == 0:
@@ -98,11 +103,12 @@ def activation_grad(code, grad_a, z, a, alpha):
     return _gelu_tanh_g(M, grad_a, z, a, alpha)
 
 
-@jit
+@jit_inline
 def forward(P, layout, alphas, m, Z, A):
     """z = Wᵀa + b and a = σ(z), layer by layer, for the m samples in block 0 of A.
 
-    Returns the offset of the output block in A.
+    Returns the offset of the output block in A. Rows are taken as 1-D slices
+    (free in compiled code) so the loops over samples index from 0 and vectorise.
     """
     inp = 0
     for l in range(layout.shape[1] - 1):
@@ -113,61 +119,62 @@ def forward(P, layout, alphas, m, Z, A):
             W = P[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out)
             np.dot(W.T, A[inp:out].reshape(fan_in, m), Z[out:out + fan_out * m].reshape(fan_out, m))
         else:
-            for q in range(out, out + fan_out * m):
-                Z[q] = 0.0
-            for i in range(fan_in):
-                for j in range(fan_out):
-                    w = P[wo + i * fan_out + j]
+            for j in range(fan_out):
+                z = Z[out + j * m:out + (j + 1) * m]
+                z[:] = 0.0
+                for i in range(fan_in):
+                    w, a_in = P[wo + i * fan_out + j], A[inp + i * m:inp + (i + 1) * m]
                     for r in range(m):
-                        Z[out + j * m + r] += A[inp + i * m + r] * w
+                        z[r] += a_in[r] * w
         for j in range(fan_out):
-            bias = P[bo + j]
+            z, a, bias = Z[out + j * m:out + (j + 1) * m], A[out + j * m:out + (j + 1) * m], P[bo + j]
             for r in range(m):
-                z = Z[out + j * m + r] + bias
-                Z[out + j * m + r] = z
-                A[out + j * m + r] = activation(code, z, alpha)
+                z[r] += bias
+                a[r] = activation(code, z[r], alpha)
         inp = out
     return inp
 
 
-@jit
+@jit_inline
 def output_loss(loss_code, Y, order, start, m, A, D, out, k, bce_eps, want_grad):
-    """Mean loss of the output block A[out:] against targets Y[order[start:start+m]];
-    with want_grad, D[out:] ← ∂C/∂a, where backpropagation starts (BP1)."""
+    """Mean loss of the output block of A against targets Y[order[start:start+m]];
+    with want_grad, the same block of D ← ∂C/∂a, where backpropagation starts (BP1)."""
+    a, d = A[out:out + k * m].reshape(k, m), D[out:out + k * m].reshape(k, m)
     total = 0.0
     if loss_code == 3:  # softmax cross-entropy over the k logits of each sample
         for r in range(m):
             row = order[start + r]
-            top = A[out + r]
+            top = a[0, r]
             for j in range(1, k):
-                top = max(top, A[out + j * m + r])
+                top = max(top, a[j, r])
             norm = 0.0
             for j in range(k):
-                norm += M.exp(A[out + j * m + r] - top)
+                norm += M.exp(a[j, r] - top)
             log_norm = M.log(norm)
             for j in range(k):
-                shifted = A[out + j * m + r] - top
+                shifted = a[j, r] - top
                 total += Y[row, j] * (log_norm - shifted)
                 if want_grad:
-                    D[out + j * m + r] = (M.exp(shifted) / norm - Y[row, j]) / m  # softmax − y
+                    d[j, r] = (M.exp(shifted) / norm - Y[row, j]) / m  # softmax − y
         return total / m
     count = m * k
-    for j in range(k):
-        for r in range(m):
-            a, y = A[out + j * m + r], Y[order[start + r], j]
+    for r in range(m):
+        row = order[start + r]
+        for j in range(k):
+            y = Y[row, j]
             if loss_code == 0:
-                total += _squared_error(M, a, y)
+                total += _squared_error(M, a[j, r], y)
                 if want_grad:
-                    D[out + j * m + r] = _squared_error_grad(M, a, y) / count
+                    d[j, r] = _squared_error_grad(M, a[j, r], y) / count
             elif loss_code == 1:
-                p = M.clip(a, bce_eps, 1.0 - bce_eps)
+                p = M.clip(a[j, r], bce_eps, 1.0 - bce_eps)
                 total += _cross_entropy(M, p, y)
                 if want_grad:
-                    D[out + j * m + r] = _cross_entropy_grad(M, p, y) / count
+                    d[j, r] = _cross_entropy_grad(M, p, y) / count
             else:
-                total += _ce_logits(M, a, y)
+                total += _ce_logits(M, a[j, r], y)
                 if want_grad:
-                    D[out + j * m + r] = _ce_logits_grad(M, a, y) / count
+                    d[j, r] = _ce_logits_grad(M, a[j, r], y) / count
     return total / count
 
 
@@ -241,8 +248,9 @@ def train(X, Y, order, batch_size, repeats, P, G, S1, S2, layout, alphas, loss_c
             t += 1
             if repeat == 0 or n_batches > 1:  # the batch, transposed into block 0 of A
                 for r in range(m):
+                    row = order[start + r]
                     for i in range(d):
-                        A[i * m + r] = X[order[start + r], i]
+                        A[i * m + r] = X[row, i]
             if gradient != 0:
                 losses[b] = finite_difference(Y, order, start, m, P, G, layout, alphas, loss_code, hp, gradient == 2,
                                               Z, A, D)
@@ -254,38 +262,40 @@ def train(X, Y, order, batch_size, repeats, P, G, S1, S2, layout, alphas, loss_c
                     fan_in, fan_out = layout[SIZE, l], layout[SIZE, l + 1]
                     wo, bo, code, alpha = layout[W_OFFSET, l], layout[B_OFFSET, l], layout[ACTIVATION, l], alphas[l]
                     inp = out - fan_in * m
-                    if code != 0:  # δ = ∂C/∂a ⊙ σ'(z)  (BP1 at the output, BP2's σ' factor below)
-                        for q in range(out, out + fan_out * m):
-                            D[q] = activation_grad(code, D[q], Z[q], A[q], alpha)
-                    for j in range(fan_out):  # BP3: ∂C/∂b = δ, summed over the batch
+                    for j in range(fan_out):
+                        delta = D[out + j * m:out + (j + 1) * m]
+                        if code != 0:  # δ = ∂C/∂a ⊙ σ'(z)  (BP1 at the output, BP2's σ' factor below)
+                            z, a = Z[out + j * m:out + (j + 1) * m], A[out + j * m:out + (j + 1) * m]
+                            for r in range(m):
+                                delta[r] = activation_grad(code, delta[r], z[r], a[r], alpha)
                         s = 0.0
                         for r in range(m):
-                            s += D[out + j * m + r]
-                        G[bo + j] = s
+                            s += delta[r]
+                        G[bo + j] = s  # BP3: ∂C/∂b = δ, summed over the batch
                     big = fan_in * fan_out * m >= BLAS_MIN
-                    if big:  # BP4: ∂C/∂W = a_prev δᵀ
-                        delta = D[out:out + fan_out * m].reshape(fan_out, m)
-                        np.dot(A[inp:out].reshape(fan_in, m), delta.T,
+                    if big:  # BP4: ∂C/∂W = a_in δᵀ
+                        np.dot(A[inp:out].reshape(fan_in, m), D[out:out + fan_out * m].reshape(fan_out, m).T,
                                G[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out))
                     else:
                         for i in range(fan_in):
+                            a_in = A[inp + i * m:inp + (i + 1) * m]
                             for j in range(fan_out):
-                                s = 0.0
+                                delta, s = D[out + j * m:out + (j + 1) * m], 0.0
                                 for r in range(m):
-                                    s += A[inp + i * m + r] * D[out + j * m + r]
+                                    s += a_in[r] * delta[r]
                                 G[wo + i * fan_out + j] = s
                     if l > 0:  # BP2: ∂C/∂a of the layer below = W δ
                         if big:
-                            W = P[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out)
-                            np.dot(W, D[out:out + fan_out * m].reshape(fan_out, m), D[inp:out].reshape(fan_in, m))
+                            np.dot(P[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out),
+                                   D[out:out + fan_out * m].reshape(fan_out, m), D[inp:out].reshape(fan_in, m))
                         else:
-                            for q in range(inp, out):
-                                D[q] = 0.0
                             for i in range(fan_in):
+                                delta_in = D[inp + i * m:inp + (i + 1) * m]
+                                delta_in[:] = 0.0
                                 for j in range(fan_out):
-                                    w = P[wo + i * fan_out + j]
+                                    w, delta = P[wo + i * fan_out + j], D[out + j * m:out + (j + 1) * m]
                                     for r in range(m):
-                                        D[inp + i * m + r] += w * D[out + j * m + r]
+                                        delta_in[r] += w * delta[r]
                     out = inp
             if hp[CLIP_NORM] > 0.0:
                 clip_gradient(G, hp[CLIP_NORM])

@@ -24,8 +24,8 @@ CFLAGS = ("-O3",)
 BUILD_FLAGS = ("-std=c99", "-D_POSIX_C_SOURCE=199309L")
 
 
-class CompileError(XpnetError, RuntimeError):
-    """The C compiler is missing or failed; the message says which and why."""
+class BaselineError(XpnetError, RuntimeError):
+    """A C baseline that cannot be built or run; the message says why."""
 
 
 def compiler():
@@ -63,7 +63,7 @@ def build(program, cflags=CFLAGS):
     """Path of the compiled ``program`` ("generic" or "fixed"), compiling it into the cache when needed."""
     cc = compiler()
     if cc is None:
-        raise CompileError(f"no C compiler found (looked for {os.environ.get('CC', 'cc')!r}; set $CC or install one, "
+        raise BaselineError(f"no C compiler found (looked for {os.environ.get('CC', 'cc')!r}; set $CC or install one, "
                            "e.g. apt-get install gcc)")
     key = hashlib.sha256()
     for part in (cc, compiler_version(cc), *cflags, *BUILD_FLAGS):
@@ -76,7 +76,7 @@ def build(program, cflags=CFLAGS):
     partial = output.with_name(f"{output.name}.{os.getpid()}.tmp")  # renamed when complete: no half-built file
     result = subprocess.run(build_command(cc, program, partial, cflags), capture_output=True, text=True)
     if result.returncode != 0:
-        raise CompileError(f"compiling {PROGRAMS[program][0]} failed:\n{result.stderr.strip()}")
+        raise BaselineError(f"compiling {PROGRAMS[program][0]} failed:\n{result.stderr.strip()}")
     os.replace(partial, output)
     return output
 
@@ -91,6 +91,6 @@ def run(executable, method, iterations, weights, sizes, eps=0.1):
     stdin = " ".join(repr(float(v)) for w in weights for v in w.ravel())
     result = subprocess.run(args, input=stdin, capture_output=True, text=True)
     if result.returncode != 0:
-        raise CompileError(f"{' '.join(args)} failed (exit {result.returncode}): {result.stderr.strip()}")
+        raise BaselineError(f"{' '.join(args)} failed (exit {result.returncode}): {result.stderr.strip()}")
     fields = dict(line.split() for line in result.stdout.splitlines())
     return float(fields["seconds"]), float(fields["mse"])

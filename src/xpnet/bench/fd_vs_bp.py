@@ -110,7 +110,7 @@ def run(backends=None, iterations=1_000_000, max_seconds=30.0, c=True, seed=0, l
             rows += c_rows(iterations, max_seconds, seed, log)
             compiler["compiler"] = f"{cc} ({cbaseline.compiler_version(cc)})"
             compiler["build"] = f"cc {cbaseline.flags()}"
-        except cbaseline.CompileError as e:
+        except cbaseline.BaselineError as e:
             skipped.append({"what": "C baselines", "reason": str(e)})
             log(f"fd-vs-bp: C baselines skipped: {e}")
     else:

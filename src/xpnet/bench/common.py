@@ -106,7 +106,11 @@ def machine_lines(info):
 
 
 def fmt(value, digits=3):
-    """A number for a table: significant digits, thousands separators for big counts, '—' for None."""
+    """A number for a table: whole numbers from 100 up with thousands separators, else ``digits`` significant.
+
+    >>> [fmt(v) for v in (None, True, 1234567, 999.5, 12.345, 2.4649e-06)]
+    ['—', 'yes', '1,234,567', '1,000', '12.3', '2.46e-06']
+    """
     if value is None:
         return "—"
     if isinstance(value, bool):
@@ -114,9 +118,7 @@ def fmt(value, digits=3):
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        if 1e3 <= abs(value) < 1e15:
-            return f"{value:,.0f}"
-        return f"{value:.{digits}g}"
+        return f"{value:,.0f}" if 100 <= abs(value) < 1e15 else f"{value:.{digits}g}"
     return str(value)
 
 

@@ -143,16 +143,16 @@ def run(backends=None, sizes=SIZES, max_params=None, min_time=0.2, repeats=3, ma
 
 
 def table(result):
-    """Markdown: seconds per gradient by size, then the fitted slopes and crossovers."""
+    """Markdown: µs per gradient by size, then the fitted slopes and crossovers."""
     columns = list(dict.fromkeys((p["backend"], p["method"]) for p in result["points"]))
-    lookup = {(p["backend"], p["method"], p["params"]): p["seconds_per_gradient"] for p in result["points"]}
+    lookup = {(p["backend"], p["method"], p["params"]): 1e6 * p["seconds_per_gradient"] for p in result["points"]}
     rows = [["-".join(map(str, s["layers"])), fmt(s["params"])]
             + [fmt(lookup.get((b, m, s["params"]))) for b, m in columns] for s in result["sizes"]]
-    lines = [f"### Scaling: seconds per gradient, batch {result['batch']}, {result['dtype']}, "
+    lines = [f"### Scaling: µs per gradient, batch {result['batch']}, {result['dtype']}, "
              f"{result['activation']} hidden layers, FD = forward differences", "",
              markdown_table(["layers", "P"] + [f"{b} {m}" for b, m in columns], rows), ""]
-    fit_rows = [[f["backend"], f["method"], fmt(f["slope"]), f"{fmt(f['slope_upper'])} (P ≥ {f['upper_from_params']:,})",
-                 str(f["points"])] for f in result["fits"]]
+    fit_rows = [[f["backend"], f["method"], fmt(f["slope"]),
+                 f"{fmt(f['slope_upper'])} (P ≥ {f['upper_from_params']:,})", str(f["points"])] for f in result["fits"]]
     lines += [markdown_table(["backend", "method", "log-log slope, all sizes", "slope, larger half", "sizes"],
                              fit_rows), ""]
     lines += [f"- {c['backend']}: FD becomes slower than BP at P ≈ {fmt(c['params'])} ({c['how']})"

@@ -107,6 +107,10 @@ def build_parser():
 
     info = sub.add_parser("info", help="versions, backends and why any is unusable")
     info.set_defaults(func=cmd_info)
+
+    from .bench import register as register_bench  # light: the benchmarks load when `xpnet bench` runs
+
+    register_bench(sub)
     return parser
 
 

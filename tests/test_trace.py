@@ -90,7 +90,7 @@ def test_trace_prints_a_table_labelled_with_the_equations():
     for label in ("BP1", "BP2", "BP3", "BP4", "z¹ = a⁰W¹ + b¹", "a² = sigmoid(z²)", "δ¹ = (δ²W²ᵀ) ⊙ σ'(z¹)"):
         assert label in text, label
     assert text.count("    BP2 ") == 1 and text.count("    BP3 ") == 2  # BP2 only below the output layer
-    numbers = [w for line in text.splitlines() for w in line.replace("[", " ").replace("]", " ").split()
+    numbers = [w for line in text.splitlines()[1:] for w in line.replace("[", " ").replace("]", " ").split()
                if w.lstrip("-").replace(".", "", 1).isdigit()]
     assert numbers and all(len(w.lstrip("-").replace(".", "").lstrip("0")) <= 4 for w in numbers)  # 4 digits
 

@@ -133,7 +133,8 @@ def _format(a):
     if a.size > SUMMARY_ABOVE:
         return (f"shape {a.shape}, mean {a.mean():.4g}, std {a.std():.4g}, "
                 f"min {a.min():.4g}, max {a.max():.4g}")
-    return np.array2string(a, formatter={"float_kind": lambda v: f"{v: .4g}"}, max_line_width=100)
+    # v + 0.0 turns the −0.0 that ReLU can give into 0
+    return np.array2string(a, formatter={"float_kind": lambda v: f"{v + 0.0: .4g}"}, max_line_width=100)
 
 
 def _row(tag, label, a, width=30):

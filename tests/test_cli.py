@@ -1,6 +1,7 @@
 """The command line: every subcommand, --help everywhere, one-line errors with a non-zero exit code."""
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -31,6 +32,14 @@ def test_train_on_csv_and_save(tmp_path, capsys):
     assert net.sizes == [3, 16, 16, 2]
     extra = checkpoint.load(tmp_path / "m.npz")[2]
     assert extra["loss"] == "softmax_ce" and len(extra["standardize"]["mean"]) == 3
+
+
+def test_train_on_xor_is_full_batch_without_warnings(capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["train", "--data", "xor", "--epochs", "20", "--quiet", "--backend", "numpy"]) == 0
+    out = capsys.readouterr().out
+    assert out.strip().startswith("train: loss") and "validation" not in out  # 4 points: no split
 
 
 def test_predict_uses_the_saved_scaling_and_reports_accuracy(tmp_path, capsys):

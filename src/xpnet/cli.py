@@ -141,7 +141,8 @@ def cmd_train(args):
     net = xn.MLP(layers, activation=args.activation, seed=args.seed, backend=args.backend)
     optimizer = xn.optim.get(args.optimizer, lr=args.lr)
     _say(f"xpnet {__version__}: {args.data}, {len(train[0])} training samples, {net.summary().splitlines()[0]}")
-    history = net.fit(*train, loss=loss, optimizer=optimizer, epochs=args.epochs, batch_size=args.batch_size,
+    batch_size = min(args.batch_size, len(train[0]))  # xor has 4 samples: full batch, no warning
+    history = net.fit(*train, loss=loss, optimizer=optimizer, epochs=args.epochs, batch_size=batch_size,
                       validation_data=val, progress=not args.quiet, seed=args.seed)
     for name, part in (("train", train), ("validation", val), ("test", test)):
         if part is not None:

@@ -73,7 +73,7 @@ def decision_boundary(net, X, y, ax=None, path=None, transform=None, resolution=
         ax.scatter(pts[:, 0], pts[:, 1], s=14, marker=MARKERS[c % len(MARKERS)], c=COLOURS[c % len(COLOURS)],
                    edgecolors="black", linewidths=0.3, label=f"class {c}")
     ax.set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]), xlabel="x₁", ylabel="x₂", title="decision boundary")
-    ax.legend(loc="upper right", fontsize="small", framealpha=0.8)
+    ax.legend(loc="best", fontsize="small", framealpha=0.8)  # "best" keeps it off the data points
     return _finish(fig, path)
 
 

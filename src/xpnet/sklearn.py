@@ -35,7 +35,7 @@ try:
 except ImportError:
     raise BackendUnavailableError("xpnet.sklearn needs scikit-learn ≥ 1.6: pip install 'xpnet[sklearn]'") from None
 
-from . import optim
+from . import losses, optim
 from .network import MLP, build
 
 # scikit-learn's activation names, and xpnet's own
@@ -277,9 +277,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def predict_proba(self, X):
         """Class probabilities, one column per entry of ``classes_``."""
-        from .losses import get
-
-        return get(self._loss).probabilities(self._outputs(X))
+        return losses.get(self._loss).probabilities(self._outputs(X))
 
     def predict(self, X):
         outputs = self._outputs(X)  # first: it raises NotFittedError before classes_ exists

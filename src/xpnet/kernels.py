@@ -113,6 +113,20 @@ def erf_series(xp, x, terms=100):
     return TWO_OVER_SQRT_PI * xp.exp(-x * x) * x * acc
 
 
+# Softmax cross-entropy, elementwise once each row's max and Σ e^{z−max} are
+# known (the two row reductions stay with the caller). The loss is the sum of
+# the terms divided by ``count``, the number of samples.
+
+def softmax_ce_terms(xp, z, row_max, row_sum, onehot):
+    """t · (log Σ e^z − z), with z shifted by its row max so nothing overflows."""
+    return onehot * (xp.log(row_sum) - (z - row_max))
+
+
+def softmax_ce_grad(xp, z, row_max, row_sum, onehot, count):
+    """BP1 for softmax + cross-entropy: ∂C/∂z = (softmax(z) − t) / count."""
+    return (xp.exp(z - row_max) / row_sum - onehot) / count
+
+
 # Optimiser updates: new values from old, elementwise. `g` already holds the
 # L2 weight-decay term (g = ∂C/∂w + λ w), added by weight_decayed().
 

@@ -18,9 +18,11 @@ import collections
 import contextlib
 import gc
 import re
+import sys
 import types
 
 import numpy as np
+import pytest
 import array_api_strict as strict
 
 from xpnet import kernels
@@ -207,7 +209,7 @@ class Pool:
     def used_bytes(self):
         devices = {strict.Device(d) for d in DEVICES}
         return sum(a.size * (4 if a.dtype == strict.float32 else 8) for a in gc.get_objects()
-                   if isinstance(a, ArrayType) and a.device in devices)
+                   if type(a) is ArrayType and a.device in devices)
 
     def total_bytes(self):
         self.total = max(self.total, self.used_bytes())
@@ -331,3 +333,41 @@ class ElementwiseKernel:
         else:
             raise SyntaxError(f"{self.name}: the fake cannot interpret {expression!r}")
         env[target] = result
+
+
+# ---- fixtures (import them into a test module to use them) -----------------------------------
+
+def install(monkeypatch, fake):
+    """Put ``fake`` in sys.modules as cupy/cupyx and make the registry forget its probes and instances."""
+    import xpnet.backends as registry
+
+    for name, module in fake.modules().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(registry, "_probes", {})
+    monkeypatch.setattr(registry, "_instances", {})
+    return fake
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    """A fake CuPy with one working GPU, installed for the test."""
+    return install(monkeypatch, FakeCupy())
+
+
+@pytest.fixture
+def gpu(fake_cupy):
+    """The CuPy backend on the fake GPU, with CUDA graphs off (test_graph_step.py covers them)."""
+    import xpnet as xn
+
+    return xn.get_backend("cupy", graphs=False)
+
+
+class ReplayGraph:
+    """What a captured graph does, for a record() whose only lasting effects are on the device: launch re-runs it."""
+
+    def __init__(self, record):
+        self.record, self.launches = record, 0
+
+    def launch(self, stream=None):
+        self.launches += 1
+        self.record()

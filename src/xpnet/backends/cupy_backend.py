@@ -136,6 +136,10 @@ class CupyBackend(Backend):
         with self.cp.cuda.Device(self.device_id):
             return self.cp.random.default_rng(seed)
 
+    def dropout_mask(self, rng, shape, p, dtype):
+        keep = rng.random(shape, dtype=dtype) >= p  # drawn on the device, in the layer's dtype
+        return self.xp.astype(keep, dtype) * (1.0 / (1.0 - p))
+
     # ---- kernels ---------------------------------------------------------------------------
 
     def _run(self, key, build, values, outputs=()):

@@ -411,6 +411,7 @@ class _Graph:
             finally:
                 opt.steps = steps  # the caller counts the step once it has really run
         self.loss[...] = loss
+        self.grads = [(layer, dict(layer.grads)) for layer in owner.net.layers]  # the arrays the graph writes
 
     def run(self, X, T, copy_inputs):
         opt, xp = self.owner.optimizer, self.backend.xp
@@ -425,7 +426,6 @@ class _Graph:
                 self.graph, self.memory = self.backend.capture_graph(self.record)
             except Exception as e:
                 raise CaptureError(f"{type(e).__name__}: {e}") from e
-            self.grads = [(layer, dict(layer.grads)) for layer in self.owner.net.layers]
         if self.graph is None:
             self.record()  # the warm-up step, run eagerly; it creates the optimiser state a graph needs
             self.binding = self._binding()

@@ -2,8 +2,8 @@
 
 Probing, device selection, host-transfer rules, every kernel override (against
 the base kernels and float64 finite differences), TF32, memory accounting,
-checkpoints and whole fits. The CUDA C itself is checked in test_cuda_source.py;
-what needs a real GPU is in test_cupy_gpu.py.
+checkpoints and whole fits. The CUDA C itself is checked in test_cuda_source.py.
+test_cupy_gpu.py runs the tests here that take only ``gpu`` (and ``rng``) again on a real GPU.
 """
 import sys
 import weakref
@@ -33,10 +33,6 @@ def base_on(backend):
 def both(backend, a, dtype, layout="contiguous"):
     dt = backend.dtype(dtype)
     return backend.asarray(a, dtype=dt) if layout == "contiguous" else strided(backend, a, dt)
-
-
-def host(x):
-    return np.from_dlpack(x)
 
 
 TOL = {"float32": dict(rtol=2e-6, atol=2e-6), "float64": dict(rtol=1e-12, atol=1e-13)}
@@ -137,10 +133,10 @@ def test_layer_kernels_match_the_base_kernels(gpu, activation, dtype, layout, rn
                       (gpu.activation_backward(g, z0, a0, activation, 0.02),
                        base.activation_backward(g, z0, a0, activation, 0.02))):
         assert got.dtype == gpu.dtype(dtype) and got.device == gpu.device
-        np.testing.assert_allclose(host(got), host(want), **TOL[dtype])
+        np.testing.assert_allclose(gpu.to_numpy(got), gpu.to_numpy(want), **TOL[dtype])
     for got, want in zip(gpu.dense_backward(g, x, W, z0, a0, activation, 0.02),
                          base.dense_backward(g, x, W, z0, a0, activation, 0.02)):
-        np.testing.assert_allclose(host(got), host(want), **TOL[dtype])
+        np.testing.assert_allclose(gpu.to_numpy(got), gpu.to_numpy(want), **TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -151,7 +147,7 @@ def test_softmax_cross_entropy_matches_the_base_kernel(gpu, dtype, rng):
     loss0, grad0 = base_on(gpu).loss_and_grad("softmax_ce", z, onehot)
     assert grad.dtype == gpu.dtype(dtype) and loss.shape == ()
     np.testing.assert_allclose(float(loss), float(loss0), **TOL[dtype])
-    np.testing.assert_allclose(host(grad), host(grad0), **TOL[dtype])
+    np.testing.assert_allclose(gpu.to_numpy(grad), gpu.to_numpy(grad0), **TOL[dtype])
     assert float(gpu.loss("softmax_ce", z, onehot)) == pytest.approx(float(loss0), rel=1e-6)
 
 
@@ -184,7 +180,7 @@ def test_update_kernels_match_the_base_kernels(gpu, kind, hp, dtype, rng):
             else:
                 backend.adam_update(p, g, *state, 0.01, hp["beta1"], hp["beta2"], hp["eps"], hp["weight_decay"], step)
         assert p.dtype == gpu.dtype(dtype)
-        runs.append([host(a).copy() for a in (p, *state)])
+        runs.append([gpu.to_numpy(a).copy() for a in (p, *state)])
     for got, want in zip(*runs):
         np.testing.assert_allclose(got, want, **TOL[dtype])
 
@@ -273,7 +269,7 @@ FITS = [("mse", xn.optim.SGD(0.1, momentum=0.9, nesterov=True), "tanh", None),
 
 
 @pytest.mark.parametrize("loss,optimizer,activation,max_norm", FITS, ids=[f[0] + "-" + f[2] for f in FITS])
-def test_a_fit_on_the_fake_gpu_matches_numpy(gpu, loss, optimizer, activation, max_norm):
+def test_a_fit_on_the_gpu_matches_numpy(gpu, loss, optimizer, activation, max_norm):
     X, y = xn.datasets.circles(n=96, seed=2)
     outputs = 2 if loss == "softmax_ce" else 1
     target = y if outputs == 2 else y.reshape(-1, 1).astype(float)

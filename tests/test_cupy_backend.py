@@ -185,6 +185,32 @@ def test_update_kernels_match_the_base_kernels(gpu, kind, hp, dtype, rng):
         np.testing.assert_allclose(got, want, **TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_graph_kernels_match_the_base_kernels(gpu, fake_cupy, dtype, rng):
+    """Inside a CUDA graph: products without cuBLAS (transposed views too), Adam's step count from the device."""
+    base, xp = base_on(gpu), gpu.xp
+    a, b, c = (both(gpu, rng.standard_normal(s), dtype) for s in ((5, 3), (3, 4), (5, 4)))
+    p0, g = rng.standard_normal((3, 4)), both(gpu, rng.standard_normal((3, 4)), dtype)
+    params = [both(gpu, p0.copy(), dtype) for _ in range(2)]
+    states = [[both(gpu, np.full((3, 4), 0.1), dtype) for _ in range(2)] for _ in range(2)]
+    base.adam_update(params[1], g, *states[1], 0.01, 0.9, 0.999, 1e-8, 0.0, 3)
+    with gpu.graph_kernels(xp.asarray(3.0, dtype=xp.float64, device=gpu.device)):
+        products = [gpu.matmul(a, b), gpu.matmul(xp.matrix_transpose(a), c), gpu.matmul(c, xp.matrix_transpose(b))]
+        gpu.adam_update(params[0], g, *states[0], 0.01, 0.9, 0.999, 1e-8, 0.0, 999)  # the host step is ignored
+    for got, (x, y) in zip(products, ((a, b), (xp.matrix_transpose(a), c), (c, xp.matrix_transpose(b)))):
+        np.testing.assert_allclose(gpu.to_numpy(got), gpu.to_numpy(base.matmul(x, y)), **TOL[dtype])
+    for got, want in zip((params[0], *states[0]), (params[1], *states[1])):
+        np.testing.assert_allclose(gpu.to_numpy(got), gpu.to_numpy(want), **TOL[dtype])
+    assert fake_cupy.calls["matmul"] == 0  # no cupy.matmul (cuBLAS) inside a graph
+
+
+def test_dropout_mask_is_the_base_definition_on_the_devices_generator(gpu):
+    mask = gpu.dropout_mask(gpu.rng(3), (40, 30), 0.3, gpu.dtype("float64"))
+    uniform = gpu.to_numpy(gpu.rng(3).random((40, 30), dtype=gpu.dtype("float64")))
+    np.testing.assert_array_equal(gpu.to_numpy(mask), (uniform >= 0.3) / (1 - 0.3))
+    assert gpu.dropout_mask(gpu.rng(3), (4, 3), 0.3, gpu.dtype("float32")).dtype == gpu.dtype("float32")
+
+
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_shared_kernel_checks_pass_on_the_fake_gpu(gpu, activation, rng):
     """tests/test_kernels.py's checks — references, dtypes, strided inputs, float64 finite differences."""

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import array_api_strict as strict
 
-from xpnet import kernels
 from xpnet.backends import cuda_source
 
 import fakecupy

@@ -79,7 +79,7 @@ class Backend:
         """Wait for queued device work; a no-op on the CPU."""
 
     def memory_info(self):
-        """Bytes held by the backend's device memory pool: ``{"used_bytes": ..., "total_bytes": ...}``, or {} without one."""
+        """The device memory pool's ``{"used_bytes": ..., "total_bytes": ...}``; {} for a backend without one."""
         return {}
 
     def free_memory(self):

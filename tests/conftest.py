@@ -2,8 +2,9 @@
 
 Every test that takes the ``backend`` fixture runs once per backend: NumPy,
 array-api-strict on a fake non-default device (so an array created without
-``device=`` fails loudly), torch CPU tensors, numba. A backend that cannot run
-here is skipped with the reason the registry gives.
+``device=`` fails loudly), torch CPU tensors, numba, and CuPy on a real GPU
+(marked ``gpu``). A backend that cannot run here is skipped with the reason
+the registry gives.
 """
 
 import numpy as np
@@ -16,8 +17,10 @@ BACKENDS = [
     ("numba", {}),
     ("array_api_strict", {"device": "device1"}),
     ("torch", {}),
+    ("cupy", {}),
 ]
 IDS = [name for name, _ in BACKENDS]
+PARAMS = [pytest.param(b, marks=pytest.mark.gpu) if b[0] == "cupy" else b for b in BACKENDS]
 
 
 def make_backend(name, options):
@@ -27,7 +30,7 @@ def make_backend(name, options):
     return xn.get_backend(name, **options)
 
 
-@pytest.fixture(params=BACKENDS, ids=IDS)
+@pytest.fixture(params=PARAMS, ids=IDS)
 def backend(request):
     """Each backend in turn (skipped, with the reason, where it cannot run)."""
     return make_backend(*request.param)

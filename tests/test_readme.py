@@ -31,7 +31,7 @@ def test_python_snippets_run_in_order(tmp_path, monkeypatch, capsys):
     pytest.importorskip("matplotlib", reason="the tour draws plots (pip install 'xpnet[plot]')")
     pytest.importorskip("sklearn", reason="the tour uses the estimators (pip install 'xpnet[sklearn]')")
     monkeypatch.chdir(tmp_path)
-    snippets = blocks("python")
+    snippets = [code for code in blocks("python") if 'xn.use("cupy")' not in code]  # GPU-only: test_cupy_gpu.py
     assert len(snippets) >= 5
     namespace = {}
     for k, code in enumerate(snippets):
@@ -54,7 +54,7 @@ def test_command_lines_run(tmp_path, monkeypatch, capsys):
     # `xpnet bench` runs for minutes at full size; tests/test_bench.py runs its code paths at tiny sizes.
     commands = [shlex.split(line)[1:] for line in lines if line.startswith("xpnet ") and
                 not line.startswith("xpnet bench")]
-    assert [c[0] for c in commands] == ["info", "train", "predict", "gradcheck", "explain", "race"]
+    assert [c[0] for c in commands] == ["info", "train", "predict", "gradcheck", "explain", "race", "info"]
     for argv in commands:
         if argv[0] == "train":
             argv = argv + ["--quiet"]

@@ -142,6 +142,20 @@ def cross_entropy_logits_grad(xp, z, target):
     return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)) - target
 
 
+# Softmax cross-entropy, elementwise once each row's max and Σ e^{z−max} are
+# known (the two row reductions stay with the caller). The loss is the sum of
+# the terms divided by ``count``, the number of samples.
+
+def softmax_ce_terms(xp, z, row_max, row_sum, onehot):
+    """t · (log Σ e^z − z), with z shifted by its row max so nothing overflows."""
+    return onehot * (xp.log(row_sum) - (z - row_max))
+
+
+def softmax_ce_grad(xp, z, row_max, row_sum, onehot, count):
+    """BP1 for softmax + cross-entropy: ∂C/∂z = (softmax(z) − t) / count."""
+    return (xp.exp(z - row_max) / row_sum - onehot) / count
+
+
 # Optimiser updates: new values from old, elementwise. `g` already holds the
 # L2 weight-decay term (g = ∂C/∂w + λ w), added by weight_decayed().
 

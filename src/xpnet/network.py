@@ -142,9 +142,12 @@ class Sequential:
         return net
 
     def to(self, backend):
-        """Move the parameters to another backend (name or Backend); returns self."""
+        """Move the parameters to another backend (name or Backend); returns self.
+
+        Leaving a GPU backend gives the device memory its pool cached back to the device.
+        """
         weights = self.get_weights()
-        self.backend = backends.get_backend(backend)
+        old, self.backend = self.backend, backends.get_backend(backend)
         for layer in self.layers:
             layer.backend = self.backend
             layer.grads = {}
@@ -152,6 +155,8 @@ class Sequential:
                 layer.rng = self.backend.rng(0)
         self.reseed(self.seed)
         self.set_weights(weights)
+        if old is not self.backend:
+            old.free_memory()  # after the old arrays are dropped, so their blocks are free to return
         return self
 
     # ---- training -------------------------------------------------------------------

@@ -35,7 +35,10 @@ class EarlyStopping:
 
 
 class History:
-    """Per-epoch metrics in ``history``: loss, accuracy, val_loss, val_accuracy, samples_per_sec."""
+    """Per-epoch metrics in ``history``: loss, accuracy, val_loss, val_accuracy, samples_per_sec.
+
+    On a backend with a device memory pool (CuPy) also memory_used_bytes and memory_total_bytes.
+    """
 
     def __init__(self):
         self.history = {}
@@ -166,6 +169,8 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs=1, batch_size="auto", val
                 if val_accuracy is not None:
                     metrics["val_accuracy"] = val_accuracy
             metrics["samples_per_sec"] = n / seconds if seconds > 0 else math.inf
+            # A device memory pool's bookkeeping (host counters, no device sync): memory_used_bytes, memory_total_bytes.
+            metrics.update({f"memory_{key}": value for key, value in backend.memory_info().items()})
             history.append(**metrics)
             _report(bar, epoch, metrics)
             if stopper is not None:
@@ -206,4 +211,5 @@ def _report(bar, epoch, metrics):
     if bar is None:
         return
     bar.update(1)
-    bar.set_postfix({k.replace("samples_per_sec", "samples/s"): f"{v:.4g}" for k, v in metrics.items()}, refresh=False)
+    bar.set_postfix({k.replace("samples_per_sec", "samples/s"): f"{v:.4g}" for k, v in metrics.items()
+                     if not k.startswith("memory_")}, refresh=False)

@@ -83,6 +83,13 @@ class Backend:
     def synchronize(self):
         """Wait for queued device work; a no-op on the CPU."""
 
+    def memory_info(self):
+        """The device memory pool's ``{"used_bytes": ..., "total_bytes": ...}``; {} for a backend without one."""
+        return {}
+
+    def free_memory(self):
+        """Give the device memory the pool caches but no array uses back to the device; a no-op on the host."""
+
     # ---- random numbers ---------------------------------------------------------
 
     def rng(self, seed):
@@ -105,9 +112,13 @@ class Backend:
         _, backward = lookup("activation", activation, kernels.ACTIVATIONS)
         return backward(self.math, grad_a, z, a, alpha)
 
+    def matmul(self, a, b):
+        """The matrix product a b of two 2-D arrays (transposed views welcome)."""
+        return self.xp.matmul(a, b)
+
     def dense_forward(self, x, W, b, activation, alpha):
         """z = x W + b, a = σ(z); returns (z, a)."""
-        z = self.xp.matmul(x, W) + b
+        z = self.matmul(x, W) + b
         return z, self.activation(z, activation, alpha)
 
     def dense_backward(self, grad_a, x, W, z, a, activation, alpha, need_grad_x=True):
@@ -118,8 +129,8 @@ class Backend:
         xp = self.xp
         delta = self.activation_backward(grad_a, z, a, activation, alpha)  # δ = ∂C/∂a ⊙ σ'(z)
         grad_b = xp.sum(delta, axis=0)  # BP3: ∂C/∂b = δ (summed over the batch)
-        grad_W = xp.matmul(xp.matrix_transpose(x), delta)  # BP4: ∂C/∂W = aᵀ_prev δ
-        grad_x = xp.matmul(delta, xp.matrix_transpose(W)) if need_grad_x else None  # BP2: δ Wᵀ
+        grad_W = self.matmul(xp.matrix_transpose(x), delta)  # BP4: ∂C/∂W = aᵀ_prev δ
+        grad_x = self.matmul(delta, xp.matrix_transpose(W)) if need_grad_x else None  # BP2: δ Wᵀ
         return grad_x, grad_W, grad_b
 
     # ---- losses: (value, ∂C/∂pred) ---------------------------------------------------
@@ -152,12 +163,12 @@ class Backend:
     def _softmax_ce(self, z, onehot, need_grad):
         xp = self.xp
         n = z.shape[0]
-        shifted = z - xp.max(z, axis=1, keepdims=True)
-        exp = xp.exp(shifted)
-        total = xp.sum(exp, axis=1, keepdims=True)
-        # −Σ t log softmax(z) = Σ t (log Σ e^z − z), with z shifted by its row max.
-        loss = xp.sum(onehot * (xp.log(total) - shifted)) / n
-        return loss, (exp / total - onehot) / n if need_grad else None  # BP1: softmax − y
+        row_max = xp.max(z, axis=1, keepdims=True)
+        row_sum = xp.sum(xp.exp(z - row_max), axis=1, keepdims=True)
+        # −Σ t log softmax(z) = Σ t (log Σ e^z − z); the elementwise math is in kernels.py.
+        loss = xp.sum(kernels.softmax_ce_terms(self.math, z, row_max, row_sum, onehot)) / n
+        grad = kernels.softmax_ce_grad(self.math, z, row_max, row_sum, onehot, n) if need_grad else None
+        return loss, grad  # BP1: (softmax − y) / n
 
     _LOSSES = {"mse": _mse, "bce": _bce, "bce_logits": _bce_logits, "softmax_ce": _softmax_ce}
 

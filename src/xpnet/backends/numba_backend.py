@@ -93,11 +93,9 @@ def _losses(loss_code, pred, target, grad, bce_eps):
             norm = 0.0
             for j in range(k):
                 norm += M.exp(pred[r, j] - top)
-            log_norm = M.log(norm)
             for j in range(k):
-                shifted = pred[r, j] - top
-                total += target[r, j] * (log_norm - shifted)
-                grad[r, j] = (M.exp(shifted) / norm - target[r, j]) / n
+                total += mlp._softmax_ce_terms(M, pred[r, j], top, norm, target[r, j])
+                grad[r, j] = mlp._softmax_ce_grad(M, pred[r, j], top, norm, target[r, j], n)
         return total / n
     for r in prange(n):
         for j in range(k):

@@ -63,6 +63,7 @@ _act_grad = [jit(backward) for _, backward in kernels.ACTIVATIONS.values()]
 _squared_error, _squared_error_grad = jit(kernels.squared_error), jit(kernels.squared_error_grad)
 _cross_entropy, _cross_entropy_grad = jit(kernels.cross_entropy), jit(kernels.cross_entropy_grad)
 _ce_logits, _ce_logits_grad = jit(kernels.cross_entropy_logits), jit(kernels.cross_entropy_logits_grad)
+_softmax_ce_terms, _softmax_ce_grad = jit(kernels.softmax_ce_terms), jit(kernels.softmax_ce_grad)
 _weight_decayed, _sgd, _rmsprop, _adam = (jit(f) for f in (kernels.weight_decayed, kernels.sgd, kernels.rmsprop,
                                                            kernels.adam))
 
@@ -150,12 +151,10 @@ def output_loss(loss_code, Y, order, start, m, A, D, out, k, bce_eps, want_grad)
             norm = 0.0
             for j in range(k):
                 norm += M.exp(a[j, r] - top)
-            log_norm = M.log(norm)
             for j in range(k):
-                shifted = a[j, r] - top
-                total += Y[row, j] * (log_norm - shifted)
+                total += _softmax_ce_terms(M, a[j, r], top, norm, Y[row, j])
                 if want_grad:
-                    d[j, r] = (M.exp(shifted) / norm - Y[row, j]) / m  # softmax − y
+                    d[j, r] = _softmax_ce_grad(M, a[j, r], top, norm, Y[row, j], m)  # (softmax − y) / m
         return total / m
     count = m * k
     for r in range(m):

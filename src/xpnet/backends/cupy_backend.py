@@ -1,0 +1,445 @@
+"""The CuPy backend: arrays on an NVIDIA GPU, elementwise work in fused CUDA kernels.
+
+Importing this module imports no CuPy: ``probe()`` says whether a GPU works,
+``CupyBackend`` imports CuPy when it is built, and each kernel's CUDA C is
+generated from xpnet.kernels (cuda_source.py) and compiled on first use.
+
+Rules the backend keeps:
+
+- Host data (NumPy arrays, lists) is copied to the device once when it enters
+  (``asarray``; ``fit`` moves the whole data set once per fit). Arrays of other
+  libraries, or CuPy arrays on another GPU, raise DeviceError naming both sides.
+- Matrix products go to cuBLAS (``cupy.matmul``) in the arrays' dtype;
+  ``tf32=True`` lets float32 products use TensorFloat-32 (compute capability 8.0+).
+- Elementwise work runs in one ``ElementwiseKernel`` per step of a layer: bias +
+  activation, activation slope, softmax cross-entropy, each optimiser update
+  (in place). Inputs are made contiguous first.
+- ``compile_step`` captures the whole training step of small nets in a CUDA graph
+  (``graphs="auto"``), replayed per batch; see GraphStep.
+"""
+import contextlib
+import math
+import warnings
+
+import numpy as np
+
+from ..errors import ConfigError, lookup
+from ..gradients import prepare
+from ..step import PlainStep
+from .. import kernels
+from . import cuda_source
+from .base import Backend
+
+# graphs="auto" captures a step when every product x W of the batch is at most this many multiply-adds:
+# inside a graph products are summed by broadcasting (CuPy allows no cuBLAS during capture), which
+# beats a cuBLAS call plus its launch only for small layers.
+GRAPH_MAX_PRODUCT = 2**18
+
+
+def probe():
+    """None when CuPy is installed and can allocate, fill and read back memory on a GPU, else why not."""
+    try:
+        import cupy
+    except ImportError:
+        return "CuPy is not installed"
+    except Exception as e:  # a broken install (missing CUDA libraries) raises more than ImportError
+        return f"CuPy failed to import ({type(e).__name__}: {e})"
+    try:
+        if not cupy.cuda.is_available():
+            return "CuPy is installed but finds no usable CUDA GPU (cupy.cuda.is_available() is False)"
+        cupy.cuda.runtime.getDeviceCount()
+        if cupy.asnumpy(cupy.zeros(1, dtype=cupy.float32))[0] != 0.0:
+            return "the GPU returned a wrong value for a zeroed buffer"
+    except Exception as e:  # driver/runtime mismatch, no device memory, ...
+        return f"CuPy cannot use the GPU ({type(e).__name__}: {e})"
+    return None
+
+
+class CupyBackend(Backend):
+    """CuPy arrays on GPU ``device`` (an index; None: the current device).
+
+    ``tf32``: float32 matrix products may use TensorFloat-32 (needs compute capability 8.0+).
+    ``graphs``: "auto" replays the training step of small nets from a CUDA graph,
+    True tries it for every net, False never does.
+
+    >>> import xpnet as xn
+    >>> X, y = xn.datasets.spirals(n=200, seed=0)
+    >>> net = xn.MLP([2, 16, 16, 2], backend="cupy")
+    >>> hist = net.fit(X, y, loss="softmax_ce", epochs=2, progress=False)
+    >>> hist.history["memory_used_bytes"][-1] > 0
+    True
+    """
+
+    name = "cupy"
+
+    def __init__(self, device=None, tf32=False, graphs="auto"):
+        import array_api_compat
+        import cupy as cp
+        import cupyx.scipy.special
+
+        if graphs not in ("auto", True, False):
+            raise ConfigError(f"graphs must be 'auto', True or False, got {graphs!r}")
+        count = cp.cuda.runtime.getDeviceCount()
+        index = cp.cuda.runtime.getDevice() if device is None else device
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
+            raise ConfigError(f"device must be a GPU index from 0 to {count - 1} ({count} GPU(s) here), got {device!r}")
+        self.cp, self.device_id, self.graphs = cp, index, graphs
+        with cp.cuda.Device(index):
+            probe_array = cp.empty(0, dtype=cp.float32)
+        super().__init__(array_api_compat.array_namespace(probe_array), device=array_api_compat.device(probe_array))
+        self.math.erf = cupyx.scipy.special.erf
+        self.tf32 = bool(tf32)
+        if self.tf32 and int(cp.cuda.Device(index).compute_capability) < 80:
+            warnings.warn(f"tf32=True needs compute capability 8.0 or newer; GPU {index} has "
+                          f"{cp.cuda.Device(index).compute_capability}, so float32 products stay full float32",
+                          stacklevel=2)
+            self.tf32 = False
+        self._kernels = {}  # key → (ElementwiseKernel, Spec), built on first use
+        self._graph_counter = None  # set while a CUDA-graph step runs: Adam's step count, on the device
+        self._capture_stream = None  # made on the first capture, kept: the pool files captured blocks under it
+        self._activate()
+
+    def _activate(self):
+        """Make this backend's GPU the current one (CuPy launches kernels on the current device)."""
+        if self.cp.cuda.runtime.getDevice() != self.device_id:
+            self.cp.cuda.Device(self.device_id).use()
+
+    def info(self):
+        cp = self.cp
+        props = cp.cuda.runtime.getDeviceProperties(self.device_id)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+        runtime = cp.cuda.runtime.runtimeGetVersion()
+        return {"device": f"cuda:{self.device_id} {name}", "cupy": cp.__version__,
+                "cuda runtime": f"{runtime // 1000}.{runtime % 1000 // 10}",
+                "compute capability": cp.cuda.Device(self.device_id).compute_capability,
+                "tf32": self.tf32, "graphs": self.graphs}
+
+    # ---- arrays, devices, memory ---------------------------------------------------------
+
+    def asarray(self, x, dtype=None):
+        self._activate()
+        return super().asarray(x, dtype=dtype)
+
+    def to_numpy(self, x):
+        return x if isinstance(x, np.ndarray) else self.cp.asnumpy(x)
+
+    def synchronize(self):
+        self.cp.cuda.Device(self.device_id).synchronize()
+
+    def memory_info(self):
+        pool = self.cp.get_default_memory_pool()
+        with self.cp.cuda.Device(self.device_id):
+            return {"used_bytes": int(pool.used_bytes()), "total_bytes": int(pool.total_bytes())}
+
+    def free_memory(self):
+        with self.cp.cuda.Device(self.device_id):
+            self.cp.get_default_memory_pool().free_all_blocks()
+
+    def rng(self, seed):
+        """CuPy's generator, on the device: dropout masks never cross to the host."""
+        with self.cp.cuda.Device(self.device_id):
+            return self.cp.random.default_rng(seed)
+
+    def dropout_mask(self, rng, shape, p, dtype):
+        keep = rng.random(shape, dtype=dtype) >= p  # drawn on the device, in the layer's dtype
+        return self.xp.astype(keep, dtype) * (1.0 / (1.0 - p))
+
+    # ---- kernels ---------------------------------------------------------------------------
+
+    def _run(self, key, build, values, outputs=()):
+        """Launch the kernel ``build()`` describes on ``values`` (arrays made contiguous, numbers cast to
+        the arrays' dtype); with ``outputs`` the kernel writes into them, otherwise it returns new arrays."""
+        if key not in self._kernels:
+            spec = build()
+            self._kernels[key] = (self.cp.ElementwiseKernel(spec.in_params, spec.out_params, spec.operation,
+                                                            spec.name), spec)
+        kernel, spec = self._kernels[key]
+        arrays = [v for v in values.values() if isinstance(v, self._array_type)] + list(outputs)
+        number = np.float32 if arrays[0].dtype == self.xp.float32 else np.float64
+        args = [self.cp.ascontiguousarray(values[name]) if isinstance(values[name], self._array_type)
+                else number(values[name]) for name in spec.inputs]
+        return kernel(*args, *outputs)
+
+    def matmul(self, a, b):
+        if self._graph_counter is not None:
+            # CuPy refuses cuBLAS calls during stream capture: inside a graph, multiply and sum over k instead.
+            xp = self.xp
+            return xp.sum(xp.expand_dims(a, axis=2) * xp.expand_dims(b, axis=0), axis=1)
+        if not self.tf32 or a.dtype != self.xp.float32:
+            return self.cp.matmul(a, b)
+        from cupy._core import _routines_linalg as linalg  # CuPy's switch is process-wide: set it for this call
+
+        previous = linalg.get_compute_type(a.dtype)
+        linalg.set_compute_type(a.dtype, linalg.COMPUTE_TYPE_TF32)
+        try:
+            return self.cp.matmul(a, b)
+        finally:
+            linalg.set_compute_type(a.dtype, previous)
+
+    def activation(self, z, activation, alpha):
+        lookup("activation", activation, kernels.ACTIVATIONS)
+        if activation == "identity":
+            return z
+        return self._run(("forward", activation), lambda: cuda_source.activation_forward(activation),
+                         {"z": z, "alpha": alpha})
+
+    def activation_backward(self, grad_a, z, a, activation, alpha):
+        lookup("activation", activation, kernels.ACTIVATIONS)
+        if activation == "identity":
+            return grad_a
+        return self._run(("backward", activation), lambda: cuda_source.activation_backward(activation),
+                         {"grad_a": grad_a, "z": z, "a": a, "alpha": alpha})
+
+    def dense_forward(self, x, W, b, activation, alpha):
+        lookup("activation", activation, kernels.ACTIVATIONS)
+        z = self.matmul(x, W)  # a fresh array: the kernel adds b into it in place
+        if activation == "identity":
+            z += b
+            return z, z
+        a = self.xp.empty_like(z)
+        self._run(("bias", activation), lambda: cuda_source.bias_activation(activation), {"b": b, "alpha": alpha},
+                  outputs=(z, a))
+        return z, a
+
+    def _softmax_ce(self, z, onehot, need_grad):
+        if not need_grad:
+            return Backend._softmax_ce(self, z, onehot, need_grad)
+        xp = self.xp
+        row_max = xp.max(z, axis=1, keepdims=True)
+        row_sum = xp.sum(xp.exp(z - row_max), axis=1, keepdims=True)
+        terms, grad = self._run(("softmax_ce",), cuda_source.softmax_ce,
+                                {"z": z, "row_max": row_max, "row_sum": row_sum, "onehot": onehot,
+                                 "count": z.shape[0]})
+        return xp.sum(terms) / z.shape[0], grad  # BP1: (softmax − y) / n
+
+    _LOSSES = {**Backend._LOSSES, "softmax_ce": _softmax_ce}
+
+    def sgd_update(self, param, grad, velocity, lr, momentum, nesterov, weight_decay):
+        decay = bool(weight_decay)
+        values = {"grad": grad, "lr": lr, "momentum": momentum, "weight_decay": weight_decay}
+        if velocity is None:
+            self._run(("sgd", decay), lambda: cuda_source.sgd(False, False, decay), values, outputs=(param,))
+        else:
+            nesterov = bool(nesterov)
+            self._run(("sgd_momentum", nesterov, decay), lambda: cuda_source.sgd(True, nesterov, decay), values,
+                      outputs=(param, velocity))
+
+    def rmsprop_update(self, param, grad, square_avg, lr, rho, eps, weight_decay):
+        decay = bool(weight_decay)
+        self._run(("rmsprop", decay), lambda: cuda_source.rmsprop(decay),
+                  {"grad": grad, "lr": lr, "rho": rho, "eps": eps, "weight_decay": weight_decay},
+                  outputs=(param, square_avg))
+
+    def adam_update(self, param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
+        if self._graph_counter is None:
+            bias1, bias2 = 1.0 - beta1**step, 1.0 - beta2**step
+        else:  # in a graph the step count lives on the device, so every replay uses its own
+            xp, t = self.xp, self._graph_counter
+            bias1, bias2 = xp.astype(1.0 - beta1**t, param.dtype), xp.astype(1.0 - beta2**t, param.dtype)
+        decay = bool(weight_decay)
+        self._run(("adam", decay), lambda: cuda_source.adam(decay),
+                  {"grad": grad, "lr": lr, "beta1": beta1, "beta2": beta2, "eps": eps, "bias1": bias1,
+                   "bias2": bias2, "weight_decay": weight_decay}, outputs=(param, m, v))
+
+    # ---- compiled steps and CUDA graphs ------------------------------------------------------
+
+    def compile_step(self, net, loss, optimizer, gradient="backprop", max_norm=None, eps=1e-3, method="central"):
+        """A GraphStep when the step can be captured (see graph_unsupported_reason), else the plain step."""
+        self._activate()
+        options = dict(gradient=gradient, max_norm=max_norm, eps=eps, method=method)
+        reason = graph_unsupported_reason(self, net, gradient)
+        if reason is None:
+            return GraphStep(self, net, loss, optimizer, **options)
+        if self.graphs is True:
+            warnings.warn(f"CUDA graphs were asked for but {reason}; using the plain step", stacklevel=3)
+        step = PlainStep(net, loss, optimizer, **options)
+        step.kind = f"plain layer-by-layer step (no CUDA graph: {reason})"
+        return step
+
+    @contextlib.contextmanager
+    def graph_kernels(self, counter):
+        """Within: kernels a CUDA graph can capture (matmuls without cuBLAS; Adam reads its step count from
+        ``counter``, a 0-d float64 device array)."""
+        self._graph_counter = counter
+        try:
+            yield
+        finally:
+            self._graph_counter = None
+
+    def capture_graph(self, record):
+        """Capture what ``record()`` launches into a CUDA graph; returns (graph, memory blocks it uses).
+
+        Capture runs on a non-blocking stream (the legacy default stream cannot
+        capture). Every block allocated during capture is kept for the graph's
+        life, so the pool never hands memory a replay writes to anyone else.
+        """
+        cp = self.cp
+        pool, kept = cp.get_default_memory_pool(), []
+
+        def allocate(size):
+            memory = pool.malloc(size)
+            kept.append(memory)
+            return memory
+
+        if self._capture_stream is None:
+            with cp.cuda.Device(self.device_id):
+                self._capture_stream = cp.cuda.Stream(non_blocking=True)
+        stream = self._capture_stream
+        with cp.cuda.using_allocator(allocate), stream:
+            stream.begin_capture()
+            try:
+                record()
+            except BaseException:
+                with contextlib.suppress(Exception):  # leave capture mode; the original error is the one to report
+                    stream.end_capture()
+                raise
+            graph = stream.end_capture()
+        return graph, kept
+
+
+def graph_unsupported_reason(backend, net, gradient):
+    """Why the training step of ``net`` cannot be a CUDA graph on ``backend``, or None if it can."""
+    if backend.graphs is False:
+        return "graphs=False"
+    if gradient != "backprop":
+        return "finite differences run a host loop over every weight"
+    if any(getattr(layer, "p", 0.0) for layer in net.layers):
+        return "dropout draws new random masks every step"
+    return None
+
+
+class CaptureError(RuntimeError):
+    """Capturing a step into a CUDA graph failed; nothing ran."""
+
+
+class GraphStep(PlainStep):
+    """The training step replayed from a CUDA graph, one graph per batch shape; same methods as PlainStep.
+
+    For each batch shape: the first call runs eagerly (compiling every kernel
+    and creating the optimiser's state), the second captures the step on a
+    non-blocking stream, and every call from then on copies the batch into the
+    graph's input buffers and launches the graph on the current stream. A
+    failed capture falls back to the plain step for good (the repr says why);
+    a shape too large for graph kernels (graphs="auto") uses the plain step.
+    Replacing the parameters, the optimiser state or its settings recaptures.
+    """
+
+    def __init__(self, backend, net, loss, optimizer, **options):
+        super().__init__(net, loss, optimizer, **options)
+        self.backend = backend
+        self.entries = {}  # (X shape, T shape) → _Graph, or None for shapes that use the plain step
+        self.failure = None
+
+    @property
+    def kind(self):
+        if self.failure is not None:
+            return f"plain layer-by-layer step (CUDA graph capture failed: {self.failure})"
+        captured = sum(1 for e in self.entries.values() if e is not None and e.graph is not None)
+        return f"CUDA-graph step ({captured} graph(s) captured)"
+
+    def step(self, X, T):
+        return self._step(X, T, copy_inputs=True)
+
+    def repeat(self, X, y, n):
+        """n full-batch steps; after the first, each is one graph launch with no copies."""
+        X, T = prepare(self.net, self.loss, X, y)
+        loss = math.nan
+        for i in range(int(n)):
+            loss = self._step(X, T, copy_inputs=i == 0)
+        return self.net.backend.scalar(loss) if n else loss
+
+    def _step(self, X, T, copy_inputs):
+        if self.failure is not None or self.net.backend is not self.backend:
+            return PlainStep.step(self, X, T)
+        key = (tuple(X.shape), tuple(T.shape))
+        entry = self.entries.get(key)
+        if entry is not None and not entry.current():  # parameters, optimiser state or settings were replaced
+            self.backend.synchronize()  # the old graph may still be running on memory it is about to free
+            del self.entries[key]
+        if key not in self.entries:
+            self.entries[key] = _Graph(self, X, T) if self._small_enough(X.shape[0]) else None
+        entry = self.entries[key]
+        if entry is None:
+            return PlainStep.step(self, X, T)
+        try:
+            return entry.run(X, T, copy_inputs)
+        except CaptureError as e:
+            self.failure = str(e)
+            self.entries.clear()
+            if self.backend.graphs is True:
+                warnings.warn(f"CUDA graph capture failed ({e}); using the plain step", stacklevel=3)
+            return PlainStep.step(self, X, T)
+
+    def _small_enough(self, batch):
+        if self.backend.graphs is True:
+            return True
+        dense = [layer for layer in self.net.layers if layer.param_names]
+        return max(batch * layer.fan_in * layer.fan_out for layer in dense) <= GRAPH_MAX_PRODUCT
+
+
+class _Graph:
+    """One captured step for one batch shape: its input buffers, its loss, its step counter, its memory."""
+
+    def __init__(self, owner, X, T):
+        backend = owner.backend
+        xp = backend.xp
+        self.owner, self.backend = owner, backend
+        self.X, self.T = xp.empty_like(X), xp.empty_like(T)
+        self.loss = xp.zeros((), dtype=X.dtype, device=backend.device)
+        self.counter = xp.zeros((), dtype=xp.float64, device=backend.device)  # Adam's t, for replays
+        self.counter_steps = None  # the optimizer.steps that counter holds
+        self.source = None  # the (X, T) last copied in
+        self.graph, self.memory, self.grads, self.binding = None, [], None, None
+
+    def _binding(self):
+        """What a graph bakes in: the parameter and state arrays (by identity) and the optimiser's settings."""
+        opt = self.owner.optimizer
+        arrays = list(self.owner.net.parameters())
+        for name in sorted(opt.state or {}):
+            arrays += opt.state[name]
+        return arrays, opt.config()
+
+    def current(self):
+        """False once the arrays or settings the graph was built on have been replaced."""
+        if self.binding is None:
+            return True
+        arrays, config = self._binding()
+        return (len(arrays) == len(self.binding[0]) and all(a is b for a, b in zip(arrays, self.binding[0]))
+                and config == self.binding[1])
+
+    def record(self):
+        """One step on the input buffers; every effect lands on the device or is undone (safe to replay)."""
+        owner, opt = self.owner, self.owner.optimizer
+        steps = opt.steps
+        self.counter += 1.0
+        with self.backend.graph_kernels(self.counter):
+            try:
+                loss = PlainStep.step(owner, self.X, self.T)
+            finally:
+                opt.steps = steps  # the caller counts the step once it has really run
+        self.loss[...] = loss
+        self.grads = [(layer, dict(layer.grads)) for layer in owner.net.layers]  # the arrays the graph writes
+
+    def run(self, X, T, copy_inputs):
+        opt, xp = self.owner.optimizer, self.backend.xp
+        if copy_inputs or self.source is None or self.source[0] is not X or self.source[1] is not T:
+            self.X[...] = X
+            self.T[...] = T
+            self.source = (X, T)
+        if self.counter_steps != opt.steps:
+            self.counter[...] = float(opt.steps)  # a device fill, no copy
+        if self.graph is None and self.binding is not None:  # warmed up: capture now
+            try:
+                self.graph, self.memory = self.backend.capture_graph(self.record)
+            except Exception as e:
+                raise CaptureError(f"{type(e).__name__}: {e}") from e
+        if self.graph is None:
+            self.record()  # the warm-up step, run eagerly; it creates the optimiser state a graph needs
+            self.binding = self._binding()
+        else:
+            self.graph.launch()
+            for layer, grads in self.grads:  # the graph's gradient arrays hold this step's gradients
+                layer.grads = dict(grads)
+        opt.steps += 1
+        self.counter_steps = opt.steps
+        return xp.asarray(self.loss, copy=True)

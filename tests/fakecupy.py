@@ -1,0 +1,374 @@
+"""A stand-in for ``cupy`` and ``cupyx`` so the CuPy backend's code runs on a machine without a GPU.
+
+Arrays are array-api-strict arrays on its fake devices (GPU 0 is
+``Device("device2")``, GPU 1 ``Device("device1")``), so an array that changes
+device, or is mixed with another device's, fails loudly.
+
+``ElementwiseKernel`` does not fake the math: it interprets the CUDA C it is
+given — the one-operation-per-line subset xpnet.backends.cuda_source emits —
+statement by statement on strict arrays, with CuPy's rules (all ``T`` operands
+one dtype, output shapes fixed by broadcasting, outputs all given or none). It
+is stricter than CuPy in two ways that check the backend's own rules: numbers
+must come as NumPy scalars of the kernel's dtype, and every array input must
+have gone through ``ascontiguousarray``.
+
+``calls`` counts what the tests check (host copies, kernels, captures, ...).
+"""
+import collections
+import contextlib
+import gc
+import re
+import sys
+import types
+
+import numpy as np
+import pytest
+import array_api_strict as strict
+
+from xpnet import kernels
+
+DEVICES = ("device2", "device1")
+ArrayType = type(strict.asarray(0.0))
+asarray = strict.asarray  # the fake's own conversions of kernel numbers are not host transfers
+
+
+class CUDARuntimeError(RuntimeError):
+    pass
+
+
+class FakeCupy:
+    """Build with the situation to fake; ``modules()`` gives the sys.modules entries to install."""
+
+    def __init__(self, n_devices=1, available=True, runtime_error=None, compute_capability="80"):
+        self.n_devices, self.available, self.runtime_error = n_devices, available, runtime_error
+        self.compute_capability = compute_capability
+        self.current = 0
+        self.calls = collections.Counter()
+        self.contiguous = set()  # ids of arrays returned by ascontiguousarray
+        self.allocator = None  # set by cuda.using_allocator
+        self.capture_error = None  # raised by begin_capture when set
+        self.refuse_in_capture = False  # ElementwiseKernel raises during capture, as CuPy does for cuBLAS
+        self.capturing = False
+        self.compute_types = {}  # dtype name → compute type, as cupy._core._routines_linalg keeps them
+        self.matmul_compute_types = []
+        self.pool = Pool(self)
+        self.module = self._build()
+
+    def device(self, index=None):
+        return strict.Device(DEVICES[self.current if index is None else index])
+
+    def modules(self):
+        cupy = self.module
+        return {"cupy": cupy, "cupy.cuda": cupy.cuda, "cupy.cuda.runtime": cupy.cuda.runtime,
+                "cupy.random": cupy.random, "cupy._core": cupy._core,
+                "cupy._core._routines_linalg": cupy._core._routines_linalg,
+                "cupyx": self.cupyx, "cupyx.scipy": self.cupyx.scipy, "cupyx.scipy.special": self.cupyx.scipy.special}
+
+    # ---- the module --------------------------------------------------------------------
+
+    def _build(self):
+        fake = self
+        cupy = types.ModuleType("cupy")
+        cupy.__version__ = "13.6.0+fake"
+        # Not strict's array type: array_api_compat recognises cupy arrays by cupy.ndarray, and the arrays
+        # here must keep their own namespace (the backend tells its arrays apart by that, not by cupy.ndarray).
+        cupy.ndarray = type("ndarray", (), {})
+        cupy.float32, cupy.float64 = strict.float32, strict.float64
+
+        runtime = types.ModuleType("cupy.cuda.runtime")
+        runtime.CUDARuntimeError = CUDARuntimeError
+
+        def get_device_count():
+            if fake.runtime_error:
+                raise CUDARuntimeError(fake.runtime_error)
+            return fake.n_devices
+
+        runtime.getDeviceCount = get_device_count
+        runtime.getDevice = lambda: fake.current
+        runtime.getDeviceProperties = lambda i: {"name": f"Fake GPU {i}".encode(), "totalGlobalMem": 16 * 2**30}
+        runtime.runtimeGetVersion = lambda: 12080
+
+        class Device:
+            def __init__(self, index=None):
+                self.id = fake.current if index is None else int(index)
+                if not 0 <= self.id < fake.n_devices:
+                    raise CUDARuntimeError("cudaErrorInvalidDevice: invalid device ordinal")
+                self.compute_capability = fake.compute_capability
+                self._stack = []
+
+            def use(self):
+                fake.current = self.id
+
+            def __enter__(self):
+                self._stack.append(fake.current)
+                self.use()
+                return self
+
+            def __exit__(self, *exc):
+                fake.current = self._stack.pop()
+
+            def synchronize(self):
+                fake.calls["synchronize"] += 1
+
+        class Graph:
+            def launch(self, stream=None):
+                raise AssertionError("the fake cannot replay a captured graph; tests replace capture_graph to replay")
+
+        class Stream:
+            def __init__(self, non_blocking=False):
+                self.non_blocking = non_blocking
+
+            def __enter__(self):
+                fake.calls["stream_enter"] += 1
+                return self
+
+            def __exit__(self, *exc):
+                pass
+
+            def begin_capture(self):
+                if not self.non_blocking:
+                    raise RuntimeError("cannot capture on a blocking stream in this fake")
+                if fake.capture_error:
+                    raise CUDARuntimeError(fake.capture_error)
+                fake.calls["begin_capture"] += 1
+                fake.capturing = True
+
+            def end_capture(self):
+                fake.calls["end_capture"] += 1
+                fake.capturing = False
+                return Graph()
+
+            def synchronize(self):
+                fake.calls["synchronize"] += 1
+
+        @contextlib.contextmanager
+        def using_allocator(allocator=None):
+            previous, fake.allocator = fake.allocator, allocator
+            try:
+                yield
+            finally:
+                fake.allocator = previous
+
+        cuda = types.ModuleType("cupy.cuda")
+        cuda.runtime, cuda.Device, cuda.Stream, cuda.Graph = runtime, Device, Stream, Graph
+        cuda.is_available = lambda: fake.available and fake.n_devices > 0
+        cuda.using_allocator = using_allocator
+        cuda.get_current_stream = lambda: Stream()
+        cupy.cuda = cuda
+
+        def empty(shape, dtype=strict.float32):
+            return strict.empty(shape, dtype=dtype, device=fake.device())
+
+        def zeros(shape, dtype=strict.float32):
+            return strict.zeros(shape, dtype=dtype, device=fake.device())
+
+        def asnumpy(x):
+            fake.calls["asnumpy"] += 1
+            return np.array(np.from_dlpack(x), copy=True)
+
+        def ascontiguousarray(x):
+            fake.calls["ascontiguousarray"] += 1
+            fake.contiguous.add(id(x))
+            return x
+
+        def matmul(a, b):
+            fake.calls["matmul"] += 1
+            fake.matmul_compute_types.append(fake.compute_types.get(str(a.dtype).split(".")[-1]))
+            return strict.matmul(a, b)
+
+        cupy.empty, cupy.zeros, cupy.asnumpy = empty, zeros, asnumpy
+        cupy.ascontiguousarray, cupy.matmul = ascontiguousarray, matmul
+        cupy.ElementwiseKernel = lambda in_params, out_params, operation, name: ElementwiseKernel(
+            fake, in_params, out_params, operation, name)
+        cupy.get_default_memory_pool = lambda: fake.pool
+
+        random = types.ModuleType("cupy.random")
+        random.default_rng = lambda seed=None: Generator(fake, seed)
+        cupy.random = random
+
+        linalg = types.ModuleType("cupy._core._routines_linalg")
+        linalg.COMPUTE_TYPE_DEFAULT, linalg.COMPUTE_TYPE_TF32 = 1, 7
+        linalg.get_compute_type = lambda dtype: fake.compute_types.get(str(dtype).split(".")[-1], 1)
+        linalg.set_compute_type = lambda dtype, kind: fake.compute_types.__setitem__(str(dtype).split(".")[-1], kind)
+        cupy._core = types.ModuleType("cupy._core")
+        cupy._core._routines_linalg = linalg
+
+        self.cupyx = types.ModuleType("cupyx")
+        self.cupyx.scipy = types.ModuleType("cupyx.scipy")
+        self.cupyx.scipy.special = types.ModuleType("cupyx.scipy.special")
+        self.cupyx.scipy.special.erf = lambda x: kernels.erf_series(strict, x)
+        return cupy
+
+
+class Pool:
+    """The memory pool: used bytes are the bytes of live strict arrays on the fake GPUs; total keeps a cache."""
+
+    def __init__(self, fake):
+        self.fake, self.total = fake, 0
+        self.on_free = None  # a test hook called by free_all_blocks
+
+    def used_bytes(self):
+        devices = {strict.Device(d) for d in DEVICES}
+        return sum(a.size * (4 if a.dtype == strict.float32 else 8) for a in gc.get_objects()
+                   if type(a) is ArrayType and a.device in devices)
+
+    def total_bytes(self):
+        self.total = max(self.total, self.used_bytes())
+        return self.total
+
+    def free_all_blocks(self):
+        self.fake.calls["free_all_blocks"] += 1
+        if self.on_free is not None:
+            self.on_free()
+        self.total = self.used_bytes()
+
+    def malloc(self, size):
+        self.fake.calls["malloc"] += 1
+        return ("block", size)
+
+
+class Generator:
+    """cupy.random.Generator: numbers drawn here (host NumPy), handed out on the current fake GPU."""
+
+    def __init__(self, fake, seed):
+        self.fake, self.host = fake, np.random.default_rng(seed)
+
+    def random(self, size=None, dtype=strict.float64):
+        return strict.asarray(self.host.random(size), dtype=dtype, device=self.fake.device())
+
+
+# ---- ElementwiseKernel: an interpreter for the generated CUDA C -------------------------------
+
+FUNCTIONS = {"exp": strict.exp, "tanh": strict.tanh, "sqrt": strict.sqrt, "log": strict.log, "fabs": strict.abs,
+             "erf": lambda x: kernels.erf_series(strict, x)}
+OPERATORS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b,
+             ">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b}
+OPERAND = r"(\(T\)[-+0-9.eE]+|[A-Za-z_]\w*)"
+STATEMENT = re.compile(r"const (T|bool) (t\d+) = (.+);")
+ASSIGNMENT = re.compile(r"([A-Za-z_]\w*) = " + OPERAND + ";")
+TERNARY = re.compile(rf"{OPERAND} \? {OPERAND} : {OPERAND}")
+BINARY = re.compile(rf"{OPERAND} (\+|-|\*|/|>=|<=|>|<) {OPERAND}")
+CALL = re.compile(rf"(\w+)\({OPERAND}\)")
+NEGATE = re.compile(rf"-{OPERAND}")
+
+
+def params(text):
+    names = [p.split() for p in text.split(",") if p.strip()]
+    for words in names:
+        if words[0] != "T" or len(words) != 2:
+            raise ValueError(f"the fake supports only 'T name' parameters, got {' '.join(words)!r}")
+    return [words[1] for words in names]
+
+
+class ElementwiseKernel:
+    def __init__(self, fake, in_params, out_params, operation, name):
+        self.fake, self.name = fake, name
+        self.ins, self.outs = params(in_params), params(out_params)
+        self.lines = [line.strip() for line in operation.splitlines() if line.strip()]
+        for line in self.lines:  # CuPy compiles on first call; the fake checks the grammar up front
+            if not (STATEMENT.fullmatch(line) or ASSIGNMENT.fullmatch(line)):
+                raise SyntaxError(f"{name}: the fake cannot interpret {line!r}")
+
+    def __call__(self, *args):
+        fake = self.fake
+        fake.calls["kernel"] += 1
+        fake.calls[self.name] += 1
+        if fake.capturing and fake.refuse_in_capture:
+            raise NotImplementedError("calling this API during stream capture is unsupported (fake)")
+        if len(args) not in (len(self.ins), len(self.ins) + len(self.outs)):
+            raise TypeError(f"{self.name} takes {len(self.ins)} inputs and optionally {len(self.outs)} outputs, "
+                            f"got {len(args)} arguments")
+        inputs, outputs = args[:len(self.ins)], args[len(self.ins):]
+        arrays = [a for a in args if isinstance(a, ArrayType)]
+        dtype, device = arrays[0].dtype, arrays[0].device
+        for a in arrays:
+            if a.dtype != dtype:
+                raise TypeError(f"Type is mismatched: {a.dtype} and {dtype} in {self.name}")
+            if a.device != device:
+                raise ValueError(f"{self.name}: arrays on {a.device} and {device}")
+        for name, a in zip(self.ins, inputs):
+            if isinstance(a, ArrayType) and id(a) not in fake.contiguous:
+                raise AssertionError(f"{self.name}: input {name} was not made contiguous")
+        env = {}
+        for name, a in zip(self.ins, inputs):
+            if not isinstance(a, ArrayType):
+                if not isinstance(a, np.generic) or np.dtype(a.dtype).name != str(dtype).split(".")[-1]:
+                    raise TypeError(f"{self.name}: number {name}={a!r} is not a NumPy scalar of the kernel's "
+                                    f"dtype {dtype}")
+                a = asarray(float(a), dtype=dtype, device=device)
+            env[name] = a
+        shape = np.broadcast_shapes(*(tuple(a.shape) for a in arrays))
+        for name, out in zip(self.outs, outputs):
+            if tuple(out.shape) != shape:
+                raise ValueError(f"{self.name}: out shape {tuple(out.shape)} is mismatched with {shape}")
+            env[name] = out
+        for line in self.lines:
+            self._execute(line, env, dtype, device)
+        results = [strict.broadcast_to(strict.astype(env[name], dtype), shape) for name in self.outs]
+        if not outputs:
+            results = [strict.asarray(r, copy=True) for r in results]
+            return results[0] if len(results) == 1 else tuple(results)
+        for out, value in zip(outputs, results):
+            out[...] = value
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    def _execute(self, line, env, dtype, device):
+        def value(token):
+            if token.startswith("(T)"):
+                return asarray(float(token[3:]), dtype=dtype, device=device)
+            return env[token]
+
+        assignment = ASSIGNMENT.fullmatch(line)
+        if assignment and not line.startswith("const "):
+            env[assignment.group(1)] = value(assignment.group(2))
+            return
+        _, target, expression = STATEMENT.fullmatch(line).groups()
+        if m := TERNARY.fullmatch(expression):
+            result = strict.where(value(m.group(1)), value(m.group(2)), value(m.group(3)))
+        elif m := BINARY.fullmatch(expression):
+            result = OPERATORS[m.group(2)](value(m.group(1)), value(m.group(3)))
+        elif m := CALL.fullmatch(expression):
+            result = FUNCTIONS[m.group(1)](value(m.group(2)))
+        elif m := NEGATE.fullmatch(expression):
+            result = -value(m.group(1))
+        else:
+            raise SyntaxError(f"{self.name}: the fake cannot interpret {expression!r}")
+        env[target] = result
+
+
+# ---- fixtures (import them into a test module to use them) -----------------------------------
+
+def install(monkeypatch, fake):
+    """Put ``fake`` in sys.modules as cupy/cupyx and make the registry forget its probes and instances."""
+    import xpnet.backends as registry
+
+    for name, module in fake.modules().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(registry, "_probes", {})
+    monkeypatch.setattr(registry, "_instances", {})
+    return fake
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    """A fake CuPy with one working GPU, installed for the test."""
+    return install(monkeypatch, FakeCupy())
+
+
+@pytest.fixture
+def gpu(fake_cupy):
+    """The CuPy backend on the fake GPU, with CUDA graphs off (test_graph_step.py covers them)."""
+    import xpnet as xn
+
+    return xn.get_backend("cupy", graphs=False)
+
+
+class ReplayGraph:
+    """What a captured graph does, for a record() whose only lasting effects are on the device: launch re-runs it."""
+
+    def __init__(self, record):
+        self.record, self.launches = record, 0
+
+    def launch(self, stream=None):
+        self.launches += 1
+        self.record()

@@ -49,19 +49,30 @@ class PlainStep:
 
     def step(self, X, T):
         """One step on prepared backend arrays; returns the loss as a 0-d backend array."""
+        loss, grads = self.gradients(X, T)
+        self.update(grads)
+        return loss
+
+    def gradients(self, X, T):
+        """(loss as a 0-d backend array, ∂C/∂θ in the order of net.parameters()) on one batch; nothing updated.
+
+        ``step`` is ``gradients`` then ``update``: data-parallel training
+        (xpnet.distributed) averages the gradients over the ranks in between.
+        """
         net, backend = self.net, self.net.backend
         if self.gradient == "backprop":
             loss = net.forward_backward(X, T, self.loss)
-            grads = net.gradients()
-        else:
-            loss = self.loss.value(backend, net.forward_prepared(X, training=False), T)
-            grads = finite_difference_arrays(net, self.loss, X, T, self.eps, self.method)
-        params = net.parameters()
+            return loss, net.gradients()
+        loss = self.loss.value(backend, net.forward_prepared(X, training=False), T)
+        return loss, finite_difference_arrays(net, self.loss, X, T, self.eps, self.method)
+
+    def update(self, grads):
+        """The optimiser step with ``grads`` (in the order of net.parameters()), then the max-norm limit."""
+        backend, params = self.net.backend, self.net.parameters()
         self.optimizer.step(backend, params, grads)
         if self.max_norm is not None:
             for i in self.weight_index:
                 backend.max_norm(params[i], self.max_norm)
-        return loss
 
     def run_epoch(self, X, T, order, batch_size):
         """Steps over the rows of X, T in ``order`` (a backend index array; None keeps the order), in batches.

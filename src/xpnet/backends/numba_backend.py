@@ -352,3 +352,24 @@ class FusedMLPStep:
         """One pass over the rows in ``order`` (None: as they are), in batches, inside compiled code."""
         order = np.arange(X.shape[0], dtype=np.int64) if order is None else np.asarray(order, dtype=np.int64)
         return self._train(X, T, order, batch_size, 1)
+
+    # ---- the two halves of a step, for data-parallel training (as PlainStep) -------------
+
+    def gradients(self, X, T):
+        """(loss, gradients as views into the flat G) on one batch, compiled; nothing updated."""
+        self._adopt()
+        X, T = np.ascontiguousarray(X), np.ascontiguousarray(T)
+        Z, A, D = self._buffers(X.shape[0])
+        loss = mlp.compute_gradient(X, T, np.arange(X.shape[0], dtype=np.int64), self.P, self.G, self.layout,
+                                    self.alphas, self.loss_code, self.hp, self.gradient_code, Z, A, D)
+        return np.asarray(loss, dtype=self.P.dtype), self.net.gradients()
+
+    def update(self, grads):
+        """The optimiser step (compiled) with ``grads``, copied into G unless they are G's own views."""
+        self._adopt()
+        for (start, stop), g, view in zip(self.slices, grads, self.net.gradients()):
+            if g is not view:
+                self.G[start:stop] = np.asarray(g).reshape(-1)
+        t = self.optimizer.steps + 1
+        mlp.apply_update(self.P, self.G, self.S1, self.S2, self.layout, self.opt_code, self.hp, t)
+        self.optimizer.steps = t

@@ -12,8 +12,11 @@ and vectorisable, and large products go to BLAS as ``Wᵀ A`` without copies.
 Block 0 of ``A`` is the batch itself.
 
 The formulas are those of kernels.py, compiled on scalars through numba_math.
-The hot loop has no calls that pass arrays (each costs reference counting),
-only ``forward`` and ``output_loss``, which finite differences share.
+The hot loop has no calls that pass arrays (each costs reference counting):
+``forward``, ``output_loss``, ``batch_gradient`` and ``update`` are inlined
+where they are called. ``train`` runs gradient and update back to back;
+``compute_gradient`` and ``apply_update`` are the same two halves as separate
+entries, so data-parallel training can average G over the ranks in between.
 """
 import numpy as np
 from numba import njit
@@ -226,6 +229,96 @@ def finite_difference(Y, order, start, m, P, G, layout, alphas, loss_code, hp, c
     return base
 
 
+@jit_inline
+def batch_gradient(X, Y, order, start, m, load, P, G, layout, alphas, loss_code, hp, gradient, Z, A, D):
+    """G ← ∂C/∂θ on the m rows order[start:start+m] of X, Y; returns their mean loss.
+
+    gradient: 0 backprop, 1 forward differences, 2 central differences.
+    load=False reuses the batch already transposed into block 0 of A.
+    """
+    d, L = X.shape[1], layout.shape[1] - 1
+    k = layout[SIZE, L]
+    if load:  # the batch, transposed into block 0 of A
+        for r in range(m):
+            row = order[start + r]
+            for i in range(d):
+                A[i * m + r] = X[row, i]
+    if gradient != 0:
+        loss = finite_difference(Y, order, start, m, P, G, layout, alphas, loss_code, hp, gradient == 2, Z, A, D)
+    else:
+        out = forward(P, layout, alphas, m, Z, A)
+        loss = output_loss(loss_code, Y, order, start, m, A, D, out, k, hp[BCE_EPS], True)
+        # Backward: D holds ∂C/∂a of the output block (BP1 begins there).
+        for l in range(L - 1, -1, -1):
+            fan_in, fan_out = layout[SIZE, l], layout[SIZE, l + 1]
+            wo, bo, code, alpha = layout[W_OFFSET, l], layout[B_OFFSET, l], layout[ACTIVATION, l], alphas[l]
+            inp = out - fan_in * m
+            for j in range(fan_out):
+                delta = D[out + j * m:out + (j + 1) * m]
+                if code != 0:  # δ = ∂C/∂a ⊙ σ'(z)  (BP1 at the output, BP2's σ' factor below)
+                    z, a = Z[out + j * m:out + (j + 1) * m], A[out + j * m:out + (j + 1) * m]
+                    for r in range(m):
+                        delta[r] = activation_grad(code, delta[r], z[r], a[r], alpha)
+                s = 0.0
+                for r in range(m):
+                    s += delta[r]
+                G[bo + j] = s  # BP3: ∂C/∂b = δ, summed over the batch
+            big = fan_in * fan_out * m >= BLAS_MIN
+            if big:  # BP4: ∂C/∂W = a_in δᵀ
+                np.dot(A[inp:out].reshape(fan_in, m), D[out:out + fan_out * m].reshape(fan_out, m).T,
+                       G[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out))
+            else:
+                for i in range(fan_in):
+                    a_in = A[inp + i * m:inp + (i + 1) * m]
+                    for j in range(fan_out):
+                        delta, s = D[out + j * m:out + (j + 1) * m], 0.0
+                        for r in range(m):
+                            s += a_in[r] * delta[r]
+                        G[wo + i * fan_out + j] = s
+            if l > 0:  # BP2: ∂C/∂a of the layer below = W δ
+                if big:
+                    np.dot(P[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out),
+                           D[out:out + fan_out * m].reshape(fan_out, m), D[inp:out].reshape(fan_in, m))
+                else:
+                    for i in range(fan_in):
+                        delta_in = D[inp + i * m:inp + (i + 1) * m]
+                        delta_in[:] = 0.0
+                        for j in range(fan_out):
+                            w, delta = P[wo + i * fan_out + j], D[out + j * m:out + (j + 1) * m]
+                            for r in range(m):
+                                delta_in[r] += w * delta[r]
+            out = inp
+    return loss
+
+
+@jit_inline
+def update(P, G, S1, S2, layout, opt_code, hp, t):
+    """Step t of the optimiser with gradient G (clipped first when hp[CLIP_NORM] > 0), then the max-norm limit."""
+    lr, wd = hp[LR], hp[WEIGHT_DECAY]
+    if hp[CLIP_NORM] > 0.0:
+        clip_gradient(G, hp[CLIP_NORM])
+    # kernels.py's formulas on every parameter.
+    if opt_code == 0:
+        momentum, nesterov = hp[MOMENTUM], hp[NESTEROV] != 0.0
+        for q in range(P.shape[0]):
+            g = _weight_decayed(M, P[q], G[q], wd)
+            if momentum == 0.0:
+                P[q] = P[q] - lr * g
+            else:
+                P[q], S1[q] = _sgd(M, P[q], g, S1[q], lr, momentum, nesterov)
+    elif opt_code == 1:
+        for q in range(P.shape[0]):
+            g = _weight_decayed(M, P[q], G[q], wd)
+            P[q], S1[q] = _rmsprop(M, P[q], g, S1[q], lr, hp[RHO], hp[EPS])
+    else:
+        bias1, bias2 = 1.0 - hp[BETA1] ** t, 1.0 - hp[BETA2] ** t
+        for q in range(P.shape[0]):
+            g = _weight_decayed(M, P[q], G[q], wd)
+            P[q], S1[q], S2[q] = _adam(M, P[q], g, S1[q], S2[q], lr, hp[BETA1], hp[BETA2], hp[EPS], bias1, bias2)
+    if hp[MAX_NORM] > 0.0:
+        limit_norms(P, layout, hp[MAX_NORM])
+
+
 @jit
 def train(X, Y, order, batch_size, repeats, P, G, S1, S2, layout, alphas, loss_code, opt_code, hp, t, gradient,
           Z, A, D, losses):
@@ -235,88 +328,27 @@ def train(X, Y, order, batch_size, repeats, P, G, S1, S2, layout, alphas, loss_c
     losses[b] ← the loss of batch b (before its update) in the last pass.
     Returns the optimiser's step count t (Adam's bias correction counts from 1).
     """
-    n, d = order.shape[0], X.shape[1]
-    L = layout.shape[1] - 1
-    k = layout[SIZE, L]
-    lr, wd = hp[LR], hp[WEIGHT_DECAY]
+    n = order.shape[0]
     n_batches = (n + batch_size - 1) // batch_size
     for repeat in range(repeats):
         for b in range(n_batches):
             start = b * batch_size
             m = min(batch_size, n - start)
             t += 1
-            if repeat == 0 or n_batches > 1:  # the batch, transposed into block 0 of A
-                for r in range(m):
-                    row = order[start + r]
-                    for i in range(d):
-                        A[i * m + r] = X[row, i]
-            if gradient != 0:
-                losses[b] = finite_difference(Y, order, start, m, P, G, layout, alphas, loss_code, hp, gradient == 2,
-                                              Z, A, D)
-            else:
-                out = forward(P, layout, alphas, m, Z, A)
-                losses[b] = output_loss(loss_code, Y, order, start, m, A, D, out, k, hp[BCE_EPS], True)
-                # Backward: D holds ∂C/∂a of the output block (BP1 begins there).
-                for l in range(L - 1, -1, -1):
-                    fan_in, fan_out = layout[SIZE, l], layout[SIZE, l + 1]
-                    wo, bo, code, alpha = layout[W_OFFSET, l], layout[B_OFFSET, l], layout[ACTIVATION, l], alphas[l]
-                    inp = out - fan_in * m
-                    for j in range(fan_out):
-                        delta = D[out + j * m:out + (j + 1) * m]
-                        if code != 0:  # δ = ∂C/∂a ⊙ σ'(z)  (BP1 at the output, BP2's σ' factor below)
-                            z, a = Z[out + j * m:out + (j + 1) * m], A[out + j * m:out + (j + 1) * m]
-                            for r in range(m):
-                                delta[r] = activation_grad(code, delta[r], z[r], a[r], alpha)
-                        s = 0.0
-                        for r in range(m):
-                            s += delta[r]
-                        G[bo + j] = s  # BP3: ∂C/∂b = δ, summed over the batch
-                    big = fan_in * fan_out * m >= BLAS_MIN
-                    if big:  # BP4: ∂C/∂W = a_in δᵀ
-                        np.dot(A[inp:out].reshape(fan_in, m), D[out:out + fan_out * m].reshape(fan_out, m).T,
-                               G[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out))
-                    else:
-                        for i in range(fan_in):
-                            a_in = A[inp + i * m:inp + (i + 1) * m]
-                            for j in range(fan_out):
-                                delta, s = D[out + j * m:out + (j + 1) * m], 0.0
-                                for r in range(m):
-                                    s += a_in[r] * delta[r]
-                                G[wo + i * fan_out + j] = s
-                    if l > 0:  # BP2: ∂C/∂a of the layer below = W δ
-                        if big:
-                            np.dot(P[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out),
-                                   D[out:out + fan_out * m].reshape(fan_out, m), D[inp:out].reshape(fan_in, m))
-                        else:
-                            for i in range(fan_in):
-                                delta_in = D[inp + i * m:inp + (i + 1) * m]
-                                delta_in[:] = 0.0
-                                for j in range(fan_out):
-                                    w, delta = P[wo + i * fan_out + j], D[out + j * m:out + (j + 1) * m]
-                                    for r in range(m):
-                                        delta_in[r] += w * delta[r]
-                    out = inp
-            if hp[CLIP_NORM] > 0.0:
-                clip_gradient(G, hp[CLIP_NORM])
-            # The optimiser update, kernels.py's formulas on every parameter.
-            if opt_code == 0:
-                momentum, nesterov = hp[MOMENTUM], hp[NESTEROV] != 0.0
-                for q in range(P.shape[0]):
-                    g = _weight_decayed(M, P[q], G[q], wd)
-                    if momentum == 0.0:
-                        P[q] = P[q] - lr * g
-                    else:
-                        P[q], S1[q] = _sgd(M, P[q], g, S1[q], lr, momentum, nesterov)
-            elif opt_code == 1:
-                for q in range(P.shape[0]):
-                    g = _weight_decayed(M, P[q], G[q], wd)
-                    P[q], S1[q] = _rmsprop(M, P[q], g, S1[q], lr, hp[RHO], hp[EPS])
-            else:
-                bias1, bias2 = 1.0 - hp[BETA1] ** t, 1.0 - hp[BETA2] ** t
-                for q in range(P.shape[0]):
-                    g = _weight_decayed(M, P[q], G[q], wd)
-                    P[q], S1[q], S2[q] = _adam(M, P[q], g, S1[q], S2[q], lr, hp[BETA1], hp[BETA2], hp[EPS], bias1,
-                                               bias2)
-            if hp[MAX_NORM] > 0.0:
-                limit_norms(P, layout, hp[MAX_NORM])
+            losses[b] = batch_gradient(X, Y, order, start, m, repeat == 0 or n_batches > 1, P, G, layout, alphas,
+                                       loss_code, hp, gradient, Z, A, D)
+            update(P, G, S1, S2, layout, opt_code, hp, t)
     return t
+
+
+@jit
+def compute_gradient(X, Y, order, P, G, layout, alphas, loss_code, hp, gradient, Z, A, D):
+    """Half a step, for data-parallel training: G ← ∂C/∂θ on the rows ``order`` of X, Y; returns their mean loss."""
+    return batch_gradient(X, Y, order, 0, order.shape[0], True, P, G, layout, alphas, loss_code, hp, gradient, Z, A,
+                          D)
+
+
+@jit
+def apply_update(P, G, S1, S2, layout, opt_code, hp, t):
+    """The other half: step t of the optimiser with the gradient in G (averaged over the ranks by then)."""
+    update(P, G, S1, S2, layout, opt_code, hp, t)

@@ -2,6 +2,7 @@
 import importlib.util
 
 collect_ignore_glob = ["src/xpnet/__main__.py"]
-for module, needs in [("numba_backend", "numba"), ("cupy_backend", "cupy"), ("distributed", "mpi4py")]:
+for path, needs in [("backends/numba_backend.py", "numba"), ("backends/cupy_backend.py", "cupy"),
+                    ("distributed.py", "mpi4py")]:
     if importlib.util.find_spec(needs) is None:
-        collect_ignore_glob.append(f"src/xpnet/backends/{module}.py")
+        collect_ignore_glob.append(f"src/xpnet/{path}")

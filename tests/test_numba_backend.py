@@ -308,3 +308,30 @@ def test_cache_switch(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "off"), XPNET_NUMBA_CACHE="0")
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=600)
     assert not any(p.suffix == ".nbi" for p in (tmp_path / "off").rglob("*"))
+
+
+@pytest.mark.parametrize("opt", ["momentum-l2", "rmsprop", "adam"])
+def test_fused_halves_match_the_plain_step(opt, rng):
+    """gradients() then update(): the compiled halves data-parallel training runs, around its Allreduce."""
+    from xpnet.gradients import prepare
+
+    X, y = classification(rng, n=30)
+    nets = [xn.MLP([3, 8, 5, 3], activation="tanh", dtype="float64", seed=3, backend="numba") for _ in range(2)]
+    fused = nets[0].compile("softmax_ce", OPTIMIZERS[opt](), max_norm=2.0)
+    plain = PlainStep(nets[1], xn.losses.get("softmax_ce"), OPTIMIZERS[opt](), max_norm=2.0)
+    assert "fused" in repr(fused)
+    Xd, Td = prepare(nets[0], xn.losses.get("softmax_ce"), X, y)
+    for i in range(24):
+        rows = np.arange(i % 5, 30, 2 + i % 3)  # batches of different sizes and rows
+        (loss_f, grads_f), (loss_p, grads_p) = fused.gradients(Xd[rows], Td[rows]), plain.gradients(Xd[rows], Td[rows])
+        close(loss_f, loss_p, "float64")
+        for a, b in zip(grads_f, grads_p):
+            close(a, b, "float64")
+        # its own views into G, or new arrays (what an Allreduce gives back) that it copies in
+        fused.update(grads_f if i % 2 else [g * 1.0 for g in grads_f])
+        plain.update(grads_p)
+    fused.step(Xd, Td)  # the whole compiled step carries on from the same state
+    plain.step(Xd, Td)
+    for a, b in zip(*(net.get_weights() for net in nets)):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert fused.optimizer.steps == plain.optimizer.steps == 25

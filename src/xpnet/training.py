@@ -95,14 +95,16 @@ def _check_int(name, value, low):
 
 def fit(net, X, y, loss="mse", optimizer="sgd", epochs=1, batch_size="auto", validation_data=None,
         validation_split=0.0, shuffle=True, early_stopping=None, max_norm=None, gradient="backprop",
-        progress=True, seed=0):
+        progress=True, seed=0, distributed=False):
     """Train ``net`` on (X, y) and return a History.
 
     batch_size="auto" is 32 (or all the data when there is less); None trains
     full-batch; a larger batch than the data is clipped with a warning. Each epoch visits the data in an order drawn from
     ``seed``, which also seeds the validation split and dropout. Ctrl-C stops
     training cleanly: the History so far comes back and the net keeps its last
-    completed (or, with early stopping, best) weights.
+    completed (or, with early stopping, best) weights. ``distributed=True``
+    (or an ``xn.distributed.DataParallel``) splits every batch over the MPI
+    ranks (see xpnet.distributed): every rank calls fit with the same data and seed.
 
     >>> import xpnet as xn
     >>> X, y = xn.datasets.spirals(n=200, seed=0)
@@ -136,6 +138,11 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs=1, batch_size="auto", val
     if X_val is not None:
         Xv, Tv = backend.asarray(X_val, dtype=dtype), backend.asarray(loss.prepare(y_val, net.n_outputs), dtype=dtype)
     step = net.compile(loss, optimizer, gradient=gradient, max_norm=max_norm)
+    if distributed:  # every batch split over the MPI ranks; rank 0 alone shows progress
+        from .distributed import data_parallel
+
+        step = data_parallel(net, distributed).wrap(step)
+        progress = progress and step.dp.rank == 0
     net.reseed(seed)
 
     history = History()

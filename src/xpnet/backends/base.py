@@ -218,6 +218,27 @@ class Backend:
         classes = xp.arange(k, device=self.device)
         return xp.astype(xp.reshape(labels, (-1, 1)) == classes, dtype)
 
+    # ---- data-parallel training: summing a flat buffer over MPI ranks ------------------
+
+    def transports(self, comm):
+        """Ways this backend can sum an array over the ranks of ``comm`` (an xpnet.distributed.Communicator),
+        best first: here only "mpi", through host memory."""
+        return ["mpi"]
+
+    def allreducer(self, comm, transport):
+        """``reduce(flat)``: the 1-D array ``flat`` summed over every rank of ``comm`` by ``transport``.
+
+        May sum in place and return ``flat``. Collective: every rank builds it, then calls it in step.
+        """
+        lookup("transport", transport, dict.fromkeys(self.transports(comm)))
+
+        def reduce(flat):
+            host = np.require(self.to_numpy(flat), requirements=["C", "W"])  # a NumPy array: itself, no copy
+            comm.allreduce(host)
+            return flat if host is flat else self.asarray(host)
+
+        return reduce
+
     # ---- compiled steps ----------------------------------------------------------------
 
     def compile_step(self, net, loss, optimizer, gradient="backprop", max_norm=None, eps=1e-3, method="central"):

@@ -343,9 +343,9 @@ def train(X, Y, order, batch_size, repeats, P, G, S1, S2, layout, alphas, loss_c
 
 @jit
 def compute_gradient(X, Y, order, P, G, layout, alphas, loss_code, hp, gradient, Z, A, D):
-    """Half a step, for data-parallel training: G ← ∂C/∂θ on the rows ``order`` of X, Y; returns their mean loss."""
-    return batch_gradient(X, Y, order, 0, order.shape[0], True, P, G, layout, alphas, loss_code, hp, gradient, Z, A,
-                          D)
+    """Half a step, for data-parallel training: G ← ∂C/∂θ on rows ``order`` of X, Y; returns their mean loss."""
+    m = order.shape[0]
+    return batch_gradient(X, Y, order, 0, m, True, P, G, layout, alphas, loss_code, hp, gradient, Z, A, D)
 
 
 @jit

@@ -1,0 +1,365 @@
+"""Data-parallel training over MPI (mpi4py): a full copy of the net on every rank, one Allreduce per step.
+
+Launch one process per core, GPU or machine with ``mpiexec -n N python train.py``;
+in the script, ``net.fit(..., distributed=True)`` (or ``DataParallel(net)``)
+splits every global batch over the ranks. Each rank computes the gradient of
+its shard, the gradients (and the loss) are packed into one flat buffer, summed
+by a single Allreduce, each weighted by its shard's share of the batch, and every
+rank applies the same update. So N ranks with a global batch B give the weights
+one process gets with batch B, up to rounding. Every rank passes the same data
+and seed (they draw the same order of samples); rank 0 alone shows progress.
+
+How the buffer travels is the backend's business (``Backend.transports``):
+host memory through MPI for NumPy and numba; on CuPy, NCCL when CuPy has it,
+else device buffers when MPI is CUDA-aware, else pinned host memory.
+
+A rank that fails inside a distributed step (or leaves the script on an
+uncaught exception) prints its error and calls ``MPI_Abort``, which stops every
+rank: nobody waits forever in an Allreduce its partner will never join.
+
+mpi4py is imported here only, and only when needed: without it ``rank()`` is 0,
+``size()`` is 1, and asking for distributed training says how to install it.
+
+>>> import xpnet as xn
+>>> xn.distributed.shard(10, rank=1, size=3)
+(3, 6)
+"""
+import contextlib
+import ctypes
+import functools
+import importlib.util
+import os
+import sys
+import traceback
+import zlib
+
+import numpy as np
+
+from .errors import BackendUnavailableError, ConfigError, DataError
+from .gradients import prepare
+
+INSTALL = "pip install 'xpnet[mpi]' (mpi4py with the MPICH wheel), or mpi4py built against your cluster's MPI"
+
+_world = None
+_hooked = False  # sys.excepthook already aborts every rank
+
+
+def _mpi():
+    """mpi4py's MPI module, or BackendUnavailableError saying how to install it."""
+    try:
+        from mpi4py import MPI
+    except ImportError as e:
+        raise BackendUnavailableError(f"distributed training needs mpi4py ({e}). To fix: {INSTALL}") from None
+    return MPI
+
+
+class Communicator:
+    """The MPI calls data-parallel training makes, on an mpi4py communicator (MPI.COMM_WORLD by default)."""
+
+    def __init__(self, comm=None):
+        self.MPI = _mpi()
+        self.comm = self.MPI.COMM_WORLD if comm is None else comm
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+
+    def __repr__(self):
+        return f"<Communicator rank {self.rank} of {self.size}>"
+
+    def allreduce(self, buffer):
+        """Sum ``buffer`` over the ranks, in place: a contiguous array MPI can read (NumPy; a GPU array when
+        MPI is CUDA-aware)."""
+        self.comm.Allreduce(self.MPI.IN_PLACE, buffer, op=self.MPI.SUM)
+
+    def allgather(self, value):
+        """[value of rank 0, value of rank 1, ...] on every rank (small Python objects)."""
+        return self.comm.allgather(value)
+
+    def bcast(self, value, root=0):
+        return self.comm.bcast(value, root=root)
+
+    def abort(self, code=1):
+        """Stop every rank of the communicator (MPI_Abort); never returns."""
+        self.comm.Abort(code)
+        os._exit(code)  # MPICH's MPI_Abort can return before the process manager ends this process
+
+    @functools.cached_property
+    def cuda_aware(self):
+        """True if MPI reads GPU buffers: $XPNET_CUDA_AWARE_MPI (1 or 0) when set, else the MPI library's
+        MPIX_Query_cuda_support() (MPICH, Open MPI), else False."""
+        setting = os.environ.get("XPNET_CUDA_AWARE_MPI", "").strip()
+        if setting:
+            return setting not in ("0", "false", "no")
+        try:
+            query = ctypes.CDLL(self.MPI.__file__).MPIX_Query_cuda_support  # found through mpi4py's libmpi
+        except (OSError, AttributeError):
+            return False
+        query.restype, query.argtypes = ctypes.c_int, []
+        return bool(query())
+
+    @functools.cached_property
+    def local_rank(self):
+        """This rank's index among the ranks on its machine, e.g. to pick a GPU. Collective on first use."""
+        local = self.comm.Split_type(self.MPI.COMM_TYPE_SHARED)
+        try:
+            return local.Get_rank()
+        finally:
+            local.Free()
+
+
+def world():
+    """The Communicator of every process mpiexec started (MPI.COMM_WORLD); needs mpi4py."""
+    global _world
+    if _world is None:
+        _world = Communicator()
+    return _world
+
+
+def _have_mpi4py():
+    if sys.modules.get("mpi4py.MPI") is not None:
+        return True
+    try:
+        return importlib.util.find_spec("mpi4py") is not None
+    except ValueError:  # sys.modules["mpi4py"] is None: its import is blocked
+        return False
+
+
+def rank():
+    """This process's rank among those mpiexec started: 0 when alone or without mpi4py."""
+    return world().rank if _have_mpi4py() else 0
+
+
+def size():
+    """How many processes mpiexec started: 1 when alone or without mpi4py."""
+    return world().size if _have_mpi4py() else 1
+
+
+def local_rank():
+    """This rank's index on its own machine (0 without mpi4py); ``device=local_rank() % gpus`` picks a GPU.
+
+    Collective: call it on every rank.
+    """
+    return world().local_rank if _have_mpi4py() else 0
+
+
+def shard(batch, rank, size):
+    """The rows [start, stop) of a batch of ``batch`` rows that ``rank`` of ``size`` computes.
+
+    Contiguous, sizes differing by at most one; a rank gets none when the batch is smaller than ``size``.
+    """
+    return batch * rank // size, batch * (rank + 1) // size
+
+
+def _stop_everyone(comm, error):
+    """Print ``error`` as this rank's and abort every rank: no partner is left waiting in a collective."""
+    print(f"xpnet.distributed: rank {comm.rank} of {comm.size} failed; stopping every rank (MPI_Abort):",
+          file=sys.stderr)
+    traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+    sys.stderr.flush()
+    comm.abort(1)
+
+
+def _abort_on_uncaught_exceptions(comm):
+    """Make an exception that ends the script on one rank abort them all (as ``python -m mpi4py`` does)."""
+    global _hooked
+    if _hooked:
+        return
+    previous = sys.excepthook
+
+    def hook(kind, error, tb):
+        previous(kind, error, tb)
+        print(f"xpnet.distributed: rank {comm.rank} of {comm.size} ended on an uncaught {kind.__name__}; "
+              f"stopping every rank (MPI_Abort)", file=sys.stderr, flush=True)
+        comm.abort(1)
+
+    sys.excepthook = hook
+    _hooked = True
+
+
+def _digest(arrays):
+    """A checksum of host copies of ``arrays``: equal data gives equal digests on every rank."""
+    crc = 0
+    for a in arrays:
+        crc = zlib.crc32(np.ascontiguousarray(a).tobytes(), crc)
+    return crc
+
+
+class DataParallel:
+    """Synchronous data parallelism for ``net`` over the ranks of ``comm`` (default: every process of mpiexec).
+
+    Each rank builds the same net (same seed: checked here, by comparing every
+    rank's weights with rank 0's) and passes the same data. ``transport``:
+    "auto" (the backend's best that every rank can use), "mpi" (host memory),
+    or on CuPy "nccl" / "cuda-aware-mpi".
+
+    >>> import xpnet as xn
+    >>> X, y = xn.datasets.xor()
+    >>> net = xn.MLP([2, 4, 1], activation="tanh", seed=0)
+    >>> dp = xn.distributed.DataParallel(net)          # run under `mpiexec -n 2` for two ranks
+    >>> hist = dp.fit(X, y, loss="mse", epochs=3, batch_size=4, progress=False)
+    >>> len(hist.history["loss"]), dp.transport
+    (3, 'mpi')
+    """
+
+    def __init__(self, net, comm=None, transport="auto"):
+        self.net = net
+        self.comm = comm if isinstance(comm, Communicator) else world() if comm is None else Communicator(comm)
+        self.rank, self.size = self.comm.rank, self.comm.size
+        if self.size > 1:
+            _abort_on_uncaught_exceptions(self.comm)
+        self._check_same_weights()
+        self.transport = self._agree_on_transport(transport)
+        with self.guard():  # NCCL's setup is collective: a rank that fails there must not leave the others waiting
+            self._reduce = net.backend.allreducer(self.comm, self.transport)
+
+    def __repr__(self):
+        return f"<DataParallel rank {self.rank} of {self.size}, transport={self.transport!r}, net={self.net!r}>"
+
+    def _check_same_weights(self):
+        digests = self.comm.allgather(_digest(self.net.get_weights()))
+        differ = [r for r, d in enumerate(digests) if d != digests[0]]
+        if differ:
+            raise ConfigError(f"the initial weights of rank(s) {differ} differ from rank 0's: build the network "
+                              f"with the same seed (and the same checkpoint, if any) on every rank")
+
+    def _agree_on_transport(self, transport):
+        offers = self.comm.allgather(list(self.net.backend.transports(self.comm)))
+        common = [name for name in offers[0] if all(name in offer for offer in offers)]
+        if transport == "auto" and common:
+            return common[0]
+        if transport in common:
+            return transport
+        ranks = "; ".join(f"rank {r}: {', '.join(offer) or 'none'}" for r, offer in enumerate(offers))
+        raise ConfigError(f"transport {transport!r} is not one every rank can use ({ranks})")
+
+    @contextlib.contextmanager
+    def guard(self):
+        """Within: an exception on this rank aborts every rank (with more than one), after printing it."""
+        try:
+            yield
+        except BaseException as error:
+            if self.size > 1:
+                _stop_everyone(self.comm, error)
+            raise
+
+    def average(self, grads, loss, share):
+        """Σ over ranks of share × (grads, loss), with one Allreduce of one flat buffer.
+
+        ``share`` is this rank's fraction of the global batch (its rows ÷ the batch's);
+        grads None means this rank had no rows. Returns (grads, loss) as the
+        whole batch would give them, the same on every rank.
+        """
+        backend, xp = self.net.backend, self.net.backend.xp
+        params = self.net.parameters()
+        if grads is None:
+            count = sum(int(np.prod(p.shape)) for p in params) + 1
+            flat = xp.zeros((count,), dtype=params[0].dtype, device=backend.device)
+        else:
+            flat = xp.concat([xp.reshape(g, (-1,)) for g in grads] + [xp.reshape(loss, (1,))]) * share
+        flat = self._reduce(flat)
+        out, start = [], 0
+        for p in params:
+            size = int(np.prod(p.shape))
+            out.append(xp.reshape(flat[start:start + size], p.shape))
+            start += size
+        return out, flat[start]
+
+    def wrap(self, step):
+        """A DistributedStep around ``step`` (one with ``gradients`` and ``update``, as every compiled step has)."""
+        if not (hasattr(step, "gradients") and hasattr(step, "update")):
+            raise ConfigError(f"{step!r} has no gradients()/update() halves, so it cannot be trained data-parallel")
+        if step.net is not self.net:
+            raise ConfigError("the step trains another network than this DataParallel's")
+        return DistributedStep(step, self)
+
+    def compile(self, loss, optimizer, **options):
+        """``net.compile(loss, optimizer, **options)``, data-parallel."""
+        return self.wrap(self.net.compile(loss, optimizer, **options))
+
+    def fit(self, X, y, **kwargs):
+        """``net.fit(X, y, distributed=self, **kwargs)``: every rank passes the same X, y and seed."""
+        return self.net.fit(X, y, distributed=self, **kwargs)
+
+
+def data_parallel(net, distributed):
+    """The DataParallel ``fit(distributed=...)`` asks for: True → one over every rank; a DataParallel as is."""
+    if isinstance(distributed, DataParallel):
+        if distributed.net is not net:
+            raise ConfigError("fit(distributed=...) got a DataParallel of another network")
+        return distributed
+    if distributed is not True:
+        raise ConfigError(f"distributed must be True, False or an xn.distributed.DataParallel, got {distributed!r}")
+    return DataParallel(net)
+
+
+class DistributedStep:
+    """A compiled step whose every batch is split over the ranks; same methods as PlainStep.
+
+    Each rank computes the gradient of its shard of the batch (``inner.gradients``),
+    ``DataParallel.average`` sums them weighted by shard size, and each rank
+    applies the same update (``inner.update``). Arguments are the whole batch or
+    data set, the same on every rank.
+    """
+
+    def __init__(self, inner, dp):
+        self.inner, self.dp = inner, dp
+        self.net, self.loss, self.optimizer = inner.net, inner.loss, inner.optimizer
+
+    @property
+    def kind(self):
+        return f"data-parallel step over {self.dp.size} rank(s) ({self.dp.transport}) around a {self.inner.kind}"
+
+    def __repr__(self):
+        return f"<{self.kind}: {self.net.backend.name}, loss={self.loss!r}, optimizer={self.optimizer!r}>"
+
+    def __call__(self, X, y):
+        """One step on the global batch (X, y); returns its loss as a float."""
+        X, T = prepare(self.net, self.loss, X, y)
+        return self.net.backend.scalar(self.step(X, T))
+
+    def repeat(self, X, y, n):
+        """n full-batch steps; returns the loss of the last one as a float."""
+        X, T = prepare(self.net, self.loss, X, y)
+        loss = float("nan")
+        for _ in range(int(n)):
+            loss = self.step(X, T)
+        return self.net.backend.scalar(loss) if n else loss
+
+    def step(self, X, T):
+        """One step on the prepared global batch; returns its loss as a 0-d backend array."""
+        self._check_agreement(X, None, X.shape[0])
+        with self.dp.guard():
+            return self._batch(X, T, None, 0, X.shape[0])
+
+    def run_epoch(self, X, T, order, batch_size):
+        """Steps over the rows of X, T in ``order`` (None: as they are), in global batches of ``batch_size``."""
+        self._check_agreement(X, order, batch_size)
+        with self.dp.guard():
+            n = X.shape[0]
+            losses = [self._batch(X, T, order, start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+            return self.net.backend.xp.stack(losses)
+
+    def _check_agreement(self, X, order, batch_size):
+        """Every rank must step through the same batches, or collectives would pair up wrongly (or hang)."""
+        order_digest = None if order is None else _digest([self.net.backend.to_numpy(order)])
+        mine = (tuple(X.shape), batch_size, order_digest)
+        everyone = self.dp.comm.allgather(mine)
+        if any(theirs != everyone[0] for theirs in everyone):
+            rows = "; ".join(f"rank {r}: {n} rows, batch {b}, order {'unshuffled' if d is None else hex(d)}"
+                             for r, ((n, *_), b, d) in enumerate(everyone))
+            raise DataError(f"the ranks disagree on the data or its order ({rows}): give every rank the same "
+                            f"X, y, batch_size and seed")
+
+    def _batch(self, X, T, order, start, stop):
+        """One step on rows start:stop of the epoch (through ``order``), this rank computing its shard."""
+        backend = self.net.backend
+        lo, hi = shard(stop - start, self.dp.rank, self.dp.size)
+        grads = loss = None
+        if hi > lo:
+            if order is None:
+                Xs, Ts = X[start + lo:start + hi, ...], T[start + lo:start + hi, ...]
+            else:
+                rows = order[start + lo:start + hi]
+                Xs, Ts = backend.take_rows(X, rows), backend.take_rows(T, rows)
+            loss, grads = self.inner.gradients(Xs, Ts)
+        grads, loss = self.dp.average(grads, loss, (hi - lo) / (stop - start))
+        self.inner.update(grads)
+        return loss

@@ -226,3 +226,36 @@ def test_the_cli_loads_no_benchmark_module_until_bench_runs():
             "print(sorted(m for m in sys.modules if m.startswith('xpnet.bench.') or m in ('torch', 'matplotlib')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+# ---- data-parallel scaling over MPI ranks ---------------------------------------------------------
+
+def test_distributed_benchmark_runs_on_one_and_two_ranks_and_fills_its_json():
+    from xpnet.bench import distributed
+
+    if importlib.util.find_spec("mpi4py") is None or distributed.mpiexec() is None:
+        pytest.skip("needs mpi4py and mpiexec (pip install 'xpnet[mpi]')")
+    case = {"layers": [6, 8, 3], "batch": 10, "batches": 2}
+    result = distributed.run(["numpy"], ranks=(1, 2), min_time=0.001, repeats=1, case=case)
+    assert_filled(result)
+    one, two = result["rows"]
+    assert (one["ranks"], two["ranks"], one["rows_per_rank"], two["rows_per_rank"]) == (1, 2, 10, 5)
+    assert one["speedup"] == 1 and two["efficiency"] == pytest.approx(two["steps_per_s"] / one["steps_per_s"] / 2)
+    n_bytes = 4 * (6 * 8 + 8 + 8 * 3 + 3 + 1)  # every parameter and the loss, float32
+    assert result["case"]["buffer_bytes"] == n_bytes and (one["bytes_per_rank"], two["bytes_per_rank"]) == (0, n_bytes)
+    assert "bus_bandwidth" not in one and two["bus_bandwidth"] == pytest.approx(n_bytes / two["allreduce_seconds"])
+    assert two["transport"] == "mpi" and "plain" in two["step"]
+    text = distributed.table(result)
+    assert "| numpy | 2 | 5 |" in text and "2(N−1)/N · B" in text
+
+
+def test_bench_distributed_command_prints_the_scaling_table(tmp_path, capsys):
+    from xpnet.bench import distributed
+
+    if importlib.util.find_spec("mpi4py") is None or distributed.mpiexec() is None:
+        pytest.skip("needs mpi4py and mpiexec (pip install 'xpnet[mpi]')")
+    out = tmp_path / "dp.json"
+    assert main(["bench", "distributed", "--backend", "numpy", "--ranks", "1", "--min-time", "0.001",
+                 "--repeats", "1", "--quiet", "--json", str(out)]) == 0
+    assert "### Data-parallel scaling (784-256-256-10, global batch 128" in capsys.readouterr().out
+    assert [row["ranks"] for row in json.loads(out.read_text())["distributed"]["rows"]] == [1]

@@ -30,6 +30,7 @@ def test_the_two_commands_come_first():
 def test_python_snippets_run_in_order(tmp_path, monkeypatch, capsys):
     pytest.importorskip("matplotlib", reason="the tour draws plots (pip install 'xpnet[plot]')")
     pytest.importorskip("sklearn", reason="the tour uses the estimators (pip install 'xpnet[sklearn]')")
+    pytest.importorskip("mpi4py", reason="Scaling out trains with distributed=True (pip install 'xpnet[mpi]')")
     monkeypatch.chdir(tmp_path)
     snippets = [code for code in blocks("python") if 'xn.use("cupy")' not in code]  # GPU-only: test_cupy_gpu.py
     assert len(snippets) >= 5
@@ -37,7 +38,7 @@ def test_python_snippets_run_in_order(tmp_path, monkeypatch, capsys):
     for k, code in enumerate(snippets):
         exec(compile(code, f"README.md python block {k + 1}", "exec"), namespace)
     assert "BP1" in capsys.readouterr().out  # print(t) showed the trace table
-    for name in ("spirals.npz", "boundary.png", "curves.png", "race.png"):
+    for name in ("spirals.npz", "boundary.png", "curves.png", "race.png", "spirals-dp.npz"):
         assert (tmp_path / name).stat().st_size > 0, name
     # what the comments claim
     assert namespace["search"].best_params_ == {"mlpclassifier__hidden_layer_sizes": (32,)}

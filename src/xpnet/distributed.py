@@ -30,6 +30,7 @@ import functools
 import importlib.util
 import os
 import sys
+import time
 import traceback
 import zlib
 
@@ -148,12 +149,12 @@ def shard(batch, rank, size):
     return batch * rank // size, batch * (rank + 1) // size
 
 
-def _stop_everyone(comm, error):
+def _stop_everyone(comm, error, how="failed with"):
     """Print ``error`` as this rank's and abort every rank: no partner is left waiting in a collective."""
-    print(f"xpnet.distributed: rank {comm.rank} of {comm.size} failed; stopping every rank (MPI_Abort):",
-          file=sys.stderr)
-    traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
-    sys.stderr.flush()
+    # The line that matters comes last and whole: mpiexec may drop output still in flight when the abort lands.
+    print(f"xpnet.distributed: rank {comm.rank} of {comm.size} {how} {type(error).__name__}: {error}; "
+          f"stopping every rank (MPI_Abort)", file=sys.stderr, flush=True)
+    time.sleep(0.2)  # lets mpiexec forward this rank's output before the abort ends it
     comm.abort(1)
 
 
@@ -166,9 +167,7 @@ def _abort_on_uncaught_exceptions(comm):
 
     def hook(kind, error, tb):
         previous(kind, error, tb)
-        print(f"xpnet.distributed: rank {comm.rank} of {comm.size} ended on an uncaught {kind.__name__}; "
-              f"stopping every rank (MPI_Abort)", file=sys.stderr, flush=True)
-        comm.abort(1)
+        _stop_everyone(comm, error, "ended on an uncaught")
 
     sys.excepthook = hook
     _hooked = True
@@ -188,7 +187,8 @@ class DataParallel:
     Each rank builds the same net (same seed: checked here, by comparing every
     rank's weights with rank 0's) and passes the same data. ``transport``:
     "auto" (the backend's best that every rank can use), "mpi" (host memory),
-    or on CuPy "nccl" / "cuda-aware-mpi".
+    or on CuPy "nccl" / "cuda-aware-mpi". ``dp.allreduce(flat)`` sums a 1-D
+    array of the backend over the ranks that way.
 
     >>> import xpnet as xn
     >>> X, y = xn.datasets.xor()
@@ -208,7 +208,7 @@ class DataParallel:
         self._check_same_weights()
         self.transport = self._agree_on_transport(transport)
         with self.guard():  # NCCL's setup is collective: a rank that fails there must not leave the others waiting
-            self._reduce = net.backend.allreducer(self.comm, self.transport)
+            self.allreduce = net.backend.allreducer(self.comm, self.transport)
 
     def __repr__(self):
         return f"<DataParallel rank {self.rank} of {self.size}, transport={self.transport!r}, net={self.net!r}>"
@@ -237,6 +237,7 @@ class DataParallel:
             yield
         except BaseException as error:
             if self.size > 1:
+                traceback.print_exc()
                 _stop_everyone(self.comm, error)
             raise
 
@@ -254,7 +255,7 @@ class DataParallel:
             flat = xp.zeros((count,), dtype=params[0].dtype, device=backend.device)
         else:
             flat = xp.concat([xp.reshape(g, (-1,)) for g in grads] + [xp.reshape(loss, (1,))]) * share
-        flat = self._reduce(flat)
+        flat = self.allreduce(flat)
         out, start = [], 0
         for p in params:
             size = int(np.prod(p.shape))

@@ -1,6 +1,7 @@
 """Benchmarks: the articles' finite-difference vs backprop experiment, the scaling law, backends vs PyTorch.
 
-``xpnet bench fd-vs-bp|scaling|backends|all`` runs them (``register`` adds
+``xpnet bench fd-vs-bp|scaling|backends|all`` runs them (``xpnet bench distributed``,
+the data-parallel scaling over MPI ranks, runs only when named; ``register`` adds
 that command to the CLI); each lives in its own module with a ``run(...)``
 returning a JSON-able dict and a ``table(result)`` in Markdown. Importing
 this package imports no benchmark module: they load when a command runs.
@@ -9,7 +10,7 @@ import argparse
 import json
 import sys
 
-BENCHMARKS = ("fd-vs-bp", "scaling", "backends", "all")
+BENCHMARKS = ("fd-vs-bp", "scaling", "backends", "distributed", "all")
 
 
 def _names(text):
@@ -19,7 +20,7 @@ def _names(text):
 def register(subparsers):
     """Add the ``bench`` command to the CLI's subparsers."""
     p = subparsers.add_parser(
-        "bench", help="time FD vs backprop, the scaling law, and backends vs PyTorch",
+        "bench", help="time FD vs backprop, the scaling law, backends vs PyTorch, and MPI data-parallel scaling",
         description="Run the benchmarks: progress on stderr, Markdown tables on stdout. "
                     "`xpnet bench all --json bench.json --plot scaling.png > bench.md` writes the whole report.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -39,6 +40,8 @@ def register(subparsers):
     p.add_argument("--no-torch", action="store_true", help="backends: leave PyTorch out")
     p.add_argument("--no-c", action="store_true", help="fd-vs-bp: leave the C baselines out")
     p.add_argument("--no-cold-start", action="store_true", help="backends: leave the cold-start runs out")
+    p.add_argument("--ranks", type=lambda text: [int(n) for n in _names(text)], default=[1, 2],
+                   help="distributed: comma-separated MPI rank counts, each run with mpiexec -n N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="PATH", help="write every figure and the machine description to this file")
     p.add_argument("--plot", metavar="PATH", help="scaling: write the log-log plot (PNG; needs matplotlib)")
@@ -49,7 +52,7 @@ def register(subparsers):
 def run_command(args):
     """Run the benchmarks ``args`` ask for; print the tables; write JSON and plot. Returns the exit code."""
     from ..errors import ConfigError, XpnetError, lookup
-    from . import coldstart, common, fd_vs_bp, scaling, throughput
+    from . import coldstart, common, distributed, fd_vs_bp, scaling, throughput
 
     for size in args.sizes:
         lookup("benchmark size", size, throughput.CASES)
@@ -76,6 +79,10 @@ def run_command(args):
         if not args.no_cold_start:
             report["cold_start"] = coldstart.run(args.backend, log=log)
             tables += ["", coldstart.table(report["cold_start"])]
+    if "distributed" in which:
+        report["distributed"] = distributed.run(args.backend, ranks=args.ranks, min_time=args.min_time,
+                                                repeats=args.repeats, seed=args.seed, log=log)
+        tables += ["", distributed.table(report["distributed"])]
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)

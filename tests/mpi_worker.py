@@ -49,12 +49,13 @@ def build(case, dtype="float64", seed=1):
 def train(case, distributed=False, dtype="float64"):
     """(weights, loss history) of ``case`` trained in this process, or as this rank's part of a distributed run.
 
-    distributed: False, True (every MPI rank) or a Communicator (e.g. test_distributed's thread ranks).
+    distributed: False, True (every MPI rank) or a Communicator (e.g. test_distributed's thread ranks, which
+    share one process and so one GPU: they sum through host memory, as NCCL needs a GPU per rank).
     """
     X, y = data(case)
     net = build(case, dtype)
     if isinstance(distributed, xn.distributed.Communicator):
-        distributed = xn.distributed.DataParallel(net, comm=distributed)
+        distributed = xn.distributed.DataParallel(net, comm=distributed, transport="mpi")
     hist = net.fit(X, y, loss=case["loss"], optimizer=case["optimizer"](), epochs=case["epochs"],
                    batch_size=case["batch_size"], validation_split=case.get("validation_split", 0.0),
                    max_norm=case.get("max_norm"), progress=False, seed=3, distributed=distributed)
@@ -76,6 +77,22 @@ def equivalence(out):
     results["size"] = np.array(xn.distributed.size())
     if xn.distributed.rank() == 0:
         np.savez(out, **results)
+
+
+def equivalence_gpu(out):
+    """CuPy on every rank, one GPU each when there are enough (NCCL), else sharing them through host memory."""
+    import cupy
+
+    gpus = cupy.cuda.runtime.getDeviceCount()
+    backend = xn.get_backend("cupy", device=xn.distributed.local_rank() % gpus)
+    case = dict(CASES["numpy-shuffled-adam"], backend=backend)
+    net = build(case)
+    dp = xn.distributed.DataParallel(net, transport="auto" if gpus >= xn.distributed.size() else "mpi")
+    X, y = data(case)
+    dp.fit(X, y, loss=case["loss"], optimizer=case["optimizer"](), epochs=case["epochs"],
+           batch_size=case["batch_size"], validation_split=case["validation_split"], progress=False, seed=3)
+    if dp.rank == 0:
+        np.savez(out, transport=np.array(dp.transport), **{f"w{i}": w for i, w in enumerate(net.get_weights())})
 
 
 def fail_in_step():
@@ -131,5 +148,7 @@ if __name__ == "__main__":
     scenario = sys.argv[1]
     if scenario == "equivalence":
         equivalence(sys.argv[2])
+    elif scenario == "equivalence-gpu":
+        equivalence_gpu(sys.argv[2])
     else:
         {"fail-in-step": fail_in_step, "fail-outside-step": fail_outside_step, "mismatches": mismatches}[scenario]()

@@ -475,6 +475,20 @@ def test_two_mpi_processes_match_one_process(two_ranks, name, dtype):
     assert_same_run(got, (weights, history), TOL64 if dtype == "float64" else TOL32)
 
 
+@pytest.mark.gpu
+def test_two_mpi_processes_on_gpus_match_one_process(tmp_path):
+    reason = xn.backends.unavailable_reason("cupy")
+    if reason is not None:
+        pytest.skip(f"needs CuPy and a CUDA GPU: {reason}")
+    code, _, err = run_mpi(2, "equivalence-gpu", str(tmp_path / "gpu.npz"))
+    assert code == 0, err[-3000:]
+    weights, _ = mpi_worker.train(dict(CASE, backend="cupy"))
+    with np.load(tmp_path / "gpu.npz") as got:
+        assert str(got["transport"]) in ("nccl", "cuda-aware-mpi", "mpi")
+        for i, w in enumerate(weights):
+            np.testing.assert_allclose(got[f"w{i}"], w, **TOL64)
+
+
 def test_an_mpi_rank_that_raises_in_a_step_stops_every_rank():
     code, out, err = run_mpi(2, "fail-in-step", timeout=60)
     assert code != 0 and "finished training" not in out

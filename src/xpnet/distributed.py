@@ -319,9 +319,11 @@ class DistributedStep:
     def repeat(self, X, y, n):
         """n full-batch steps; returns the loss of the last one as a float."""
         X, T = prepare(self.net, self.loss, X, y)
+        self._check_agreement(X, None, X.shape[0])
         loss = float("nan")
-        for _ in range(int(n)):
-            loss = self.step(X, T)
+        with self.dp.guard():
+            for _ in range(int(n)):
+                loss = self._batch(X, T, None, 0, X.shape[0])
         return self.net.backend.scalar(loss) if n else loss
 
     def step(self, X, T):

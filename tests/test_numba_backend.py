@@ -308,3 +308,30 @@ def test_cache_switch(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "off"), XPNET_NUMBA_CACHE="0")
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=600)
     assert not any(p.suffix == ".nbi" for p in (tmp_path / "off").rglob("*"))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vectorisable_exp_expm1_tanh_are_within_3_ulp_of_numpy(dtype):
+    """numba_math's own exp, expm1 and tanh (written so LLVM can vectorise them) against NumPy's libm."""
+    from numba import njit
+
+    from xpnet.backends import numba_math as M
+
+    @njit
+    def apply(which, x, out):
+        for i in range(x.shape[0]):
+            out[i] = M.exp(x[i]) if which == 0 else M.expm1(x[i]) if which == 1 else M.tanh(x[i])
+
+    x = np.concatenate([np.linspace(-800, 800, 20001), np.linspace(-1, 1, 20001), np.geomspace(1e-30, 1, 200),
+                        -np.geomspace(1e-30, 1, 200), [np.nan, np.inf, -np.inf, 0.0, -0.0]]).astype(dtype)
+    for which, reference in enumerate((np.exp, np.expm1, np.tanh)):
+        out = np.empty_like(x)
+        apply(which, x, out)
+        with np.errstate(all="ignore"):
+            want = reference(x)
+        assert out.dtype == dtype
+        np.testing.assert_array_equal(np.isnan(out), np.isnan(want))
+        np.testing.assert_array_equal(out[np.isinf(want)], want[np.isinf(want)])
+        normal = np.isfinite(want) & (np.abs(want) >= np.finfo(dtype).smallest_normal)
+        ulps = np.abs(out[normal] - want[normal]) / (np.abs(want[normal]) * np.finfo(dtype).eps)
+        assert ulps.max() <= 3, (reference.__name__, ulps.max())

@@ -156,15 +156,17 @@ class Sequential:
 
     # ---- training -------------------------------------------------------------------
 
-    def compile(self, loss, optimizer, gradient="backprop", max_norm=None, eps=1e-3, method="central"):
+    def compile(self, loss, optimizer, gradient="backprop", max_norm=None, clip_norm=None, eps=1e-3,
+                method="central"):
         """A training step for this net: ``step(X, y)`` returns the loss; ``step.repeat(X, y, n)``.
 
         Each backend returns its fastest step (the plain layer-by-layer one by default).
+        ``clip_norm`` clips the global gradient norm before each update.
         """
         from . import losses, optim
 
         return self.backend.compile_step(self, losses.get(loss), optim.get(optimizer), gradient=gradient,
-                                         max_norm=max_norm, eps=eps, method=method)
+                                         max_norm=max_norm, clip_norm=clip_norm, eps=eps, method=method)
 
     def fit(self, X, y, loss="mse", optimizer="sgd", epochs=1, batch_size="auto", **kwargs):
         """Train; returns a History. See ``xpnet.training.fit`` for every argument."""

@@ -12,6 +12,7 @@ import math
 import os
 import struct
 import tempfile
+import tokenize
 import zipfile
 import zlib
 
@@ -22,9 +23,11 @@ from .errors import CheckpointError, XpnetError
 
 HEADER = "__xpnet_header__"
 FORMAT = "xpnet-checkpoint"
-# What a damaged file can make zipfile (bz2 members raise OSError), numpy's .npy reader and json raise.
+# What a damaged file can make zipfile (bz2 members raise OSError), numpy's .npy header parser (tokenize,
+# ast) and json raise.
 UNREADABLE = (OSError, EOFError, ValueError, KeyError, IndexError, TypeError, OverflowError, MemoryError,
-              RuntimeError, zipfile.BadZipFile, zlib.error, lzma.LZMAError, struct.error)
+              RuntimeError, SyntaxError, tokenize.TokenError, zipfile.BadZipFile, zlib.error, lzma.LZMAError,
+              struct.error)
 
 
 def save(path, config, arrays, extra=None):

@@ -11,6 +11,8 @@ import json
 import os
 import re
 
+import numpy as np
+
 from . import checkpoint
 from .errors import CheckpointError, ConfigError
 
@@ -88,6 +90,9 @@ class TrainingState:
             _same(path, "this fit call", extra["run"], run)
             _same(path, "the optimiser", extra["optimizer"]["config"], optimizer.config())
             wanted = dict(specs)
+            if extra["optimizer"]["state"] and sorted(extra["optimizer"]["state"]) != sorted(optimizer.state_names):
+                raise CheckpointError(f"{path}: optimiser state {extra['optimizer']['state']!r:.80} does not fit "
+                                      f"{type(optimizer).__name__}, which keeps {list(optimizer.state_names)}")
             for state_name in extra["optimizer"]["state"]:
                 wanted.update({f"optimizer.{state_name}.{n}": specs[n] for n in names})
             if extra["has_best"]:
@@ -103,9 +108,10 @@ class TrainingState:
             epoch, steps, waited = int(extra["epoch"]), int(extra["optimizer"]["steps"]), int(extra["waited"])
             state = cls(epoch, put(""), steps, opt_state, dict(extra["rng"]), history, extra["best_epoch"],
                         float(extra["best"]), waited, put("best.") if extra["has_best"] else None)
-            if epoch < 0 or any(len(v) != epoch for v in history.values()):
-                raise ValueError(f"epoch {epoch} with {[len(v) for v in history.values()]} history entries")
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            if epoch < 0 or steps < 0 or any(len(v) != epoch for v in history.values()):
+                raise ValueError(f"epoch {epoch}, {steps} steps, {[len(v) for v in history.values()]} history entries")
+            np.random.default_rng().bit_generator.state = state.rng  # raises here, not mid-fit, if it is damaged
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
             raise CheckpointError(f"{path}: the training state in its header is damaged ({type(e).__name__}: {e})") \
                 from None
         for array in state.params:  # a checkpoint never holds a diverged net

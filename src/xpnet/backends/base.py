@@ -215,7 +215,7 @@ class Backend:
         xp = self.xp
         # ‖g‖ = m √Σ(g/m)² with m = max|g|: squaring large float32 gradients directly would overflow.
         largest = xp.max(xp.stack([xp.max(xp.abs(g)) for g in grads]))
-        largest = xp.maximum(largest, xp.finfo(largest.dtype).tiny)
+        largest = xp.maximum(largest, xp.finfo(largest.dtype).smallest_normal)
         total = largest * xp.sqrt(sum(xp.sum((g / largest) ** 2) for g in grads))
         scale = xp.minimum(1.0, limit / (total + 1e-6))
         return [g * scale for g in grads]

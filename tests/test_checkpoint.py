@@ -9,7 +9,9 @@ import zipfile
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+
+pytest.importorskip("hypothesis", reason="the fuzz tests need Hypothesis (pip install 'xpnet[dev]')")
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 import xpnet as xn
 from xpnet import checkpoint
@@ -178,6 +180,7 @@ while True:
 """
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals (SIGKILL, SIGINT)")
 def test_a_save_killed_mid_write_leaves_the_previous_checkpoint_intact(tmp_path):
     path = tmp_path / "net.npz"
     previous = xn.MLP([2, 3, 1], seed=0)

@@ -1,6 +1,9 @@
 """Property tests: random architectures, batch sizes and dtypes keep shapes, dtypes, gradients and checkpoints right."""
 import numpy as np
-from hypothesis import HealthCheck, given, settings, strategies as st
+import pytest
+
+pytest.importorskip("hypothesis", reason="property tests need Hypothesis (pip install 'xpnet[dev]')")
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 import xpnet as xn
 from xpnet import kernels

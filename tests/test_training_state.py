@@ -8,7 +8,9 @@ import zipfile
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+
+pytest.importorskip("hypothesis", reason="the fuzz test needs Hypothesis (pip install 'xpnet[dev]')")
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 import xpnet as xn
 
@@ -134,6 +136,7 @@ print(json.dumps({"epochs": hist.epochs, "interrupted": hist.interrupted, "best_
 """
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals (SIGKILL, SIGINT)")
 @pytest.mark.parametrize("mode", ["last", "best"])
 def test_sigint_mid_fit_returns_the_history_and_keeps_the_right_weights(tmp_path, mode):
     """A real SIGINT to a process in fit: History so far comes back, the net holds the last completed (or,

@@ -13,6 +13,10 @@ PROPERTY = settings(max_examples=20, deadline=None, suppress_health_check=[Healt
 # one-sided derivative, so gradcheck draws from the smooth activations only.
 SMOOTH = ["identity", "sigmoid", "tanh", "gelu", "gelu_tanh"]
 
+# Batching or another backend changes only rounding: a z may differ in its last bits, which GELU's
+# float32 tail (1 + erf(z/√2) for z ≪ 0, a cancellation) can turn into ~1e-6 absolute.
+ROUNDING = {"float32": dict(rtol=1e-4, atol=1e-5), "float64": dict(rtol=1e-10, atol=1e-12)}
+
 sizes = st.lists(st.integers(1, 6), min_size=2, max_size=5)
 dtypes = st.sampled_from(["float32", "float64"])
 
@@ -60,7 +64,7 @@ def test_outputs_have_the_right_shape_and_dtype(backend, spec, n, batch, data):
     predicted = net.predict(X, batch_size=batch)
     assert predicted.shape == (n, net.n_outputs) and predicted.dtype == np.dtype(spec["dtype"])
     assert np.all(np.isfinite(predicted))
-    np.testing.assert_allclose(predicted, net.predict(X), rtol=1e-5, atol=1e-6)  # batching changes nothing
+    np.testing.assert_allclose(predicted, net.predict(X), **ROUNDING[spec["dtype"]])  # batching changes nothing
 
 
 @PROPERTY
@@ -102,4 +106,4 @@ def test_save_load_round_trips_exactly(backend, tmp_path, spec):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
     X = np.random.default_rng(0).standard_normal((3, net.n_inputs))
-    np.testing.assert_allclose(loaded.predict(X), net.predict(X), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(loaded.predict(X), net.predict(X), **ROUNDING[spec["dtype"]])

@@ -14,8 +14,9 @@ from .backends import get_backend, use  # noqa: E402
 from .gradients import backprop, finite_difference, gradcheck  # noqa: E402
 from .network import MLP, Sequential, load  # noqa: E402
 from .perceptron import Perceptron  # noqa: E402
+from .trace import trace  # noqa: E402
 from .training import EarlyStopping, History  # noqa: E402
 
 __all__ = ["MLP", "Sequential", "Perceptron", "EarlyStopping", "History", "backends", "backprop", "datasets",
            "errors", "finite_difference", "get_backend", "gradcheck", "init", "layers", "load", "losses", "optim",
-           "use", "__version__"]
+           "trace", "use", "__version__"]

@@ -113,6 +113,35 @@ def erf_series(xp, x, terms=100):
     return TWO_OVER_SQRT_PI * xp.exp(-x * x) * x * acc
 
 
+# Loss terms, elementwise; the backends sum them and divide by the count.
+
+def squared_error(xp, pred, target):
+    return (pred - target) * (pred - target)
+
+
+def squared_error_grad(xp, pred, target):
+    return 2.0 * (pred - target)
+
+
+def cross_entropy(xp, p, target):
+    """−(t log p + (1−t) log(1−p)) on probabilities already clipped away from 0 and 1."""
+    return -(target * xp.log(p) + (1.0 - target) * xp.log(1.0 - p))
+
+
+def cross_entropy_grad(xp, p, target):
+    return (p - target) / (p * (1.0 - p))
+
+
+def cross_entropy_logits(xp, z, target):
+    """The same from logits, stably: max(z, 0) − z t + log(1 + e^{−|z|})."""
+    return xp.maximum(z, 0.0) - z * target + xp.log1p(xp.exp(-xp.abs(z)))
+
+
+def cross_entropy_logits_grad(xp, z, target):
+    e = xp.exp(-xp.abs(z))  # σ(z) − t, σ as in sigmoid() (no calls between kernels: numba compiles each alone)
+    return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)) - target
+
+
 # Optimiser updates: new values from old, elementwise. `g` already holds the
 # L2 weight-decay term (g = ∂C/∂w + λ w), added by weight_decayed().
 

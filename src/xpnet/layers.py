@@ -2,7 +2,9 @@
 
 ``layer.forward(x, training)`` returns ``(y, backward)``: ``backward`` is a
 closure over what the forward pass computed, takes ∂C/∂y and returns ∂C/∂x,
-and leaves the parameter gradients in ``layer.grads``. A layer is built
+and leaves the parameter gradients in ``layer.grads``. A Dense layer's
+``backward.saved`` holds what it closes over (x, z, a), so ``xn.trace`` can
+show them without computing them again. A layer is built
 (parameters drawn, backend attached) when a network takes it in.
 """
 import numbers
@@ -75,6 +77,7 @@ class Dense(Layer):
                 grad_a, x, W, z, a, self.activation, self.alpha, need_grad_x=need_grad_x)
             return grad_x
 
+        backward.saved = {"x": x, "z": z, "a": a}
         return a, backward
 
 

@@ -7,6 +7,7 @@ is where backprop starts (BP1).
 """
 import numpy as np
 
+from . import kernels
 from .errors import ConfigError, DataError, ShapeError, lookup
 
 
@@ -41,6 +42,13 @@ class Loss:
             return xp.sum(xp.astype((pred > threshold) == (target > 0.5), xp.int64))
         return xp.sum(xp.astype(xp.argmax(pred, axis=1) == xp.argmax(target, axis=1), xp.int64))
 
+    def probabilities(self, outputs):
+        """Probabilities from network outputs (host NumPy, float64), for ``predict --proba`` and ``predict_proba``.
+
+        Softmax cross-entropy: one column per class; BCE: P(target = 1) per output.
+        """
+        raise ConfigError(f"the {self.name} loss does not train a classifier, so its outputs are not probabilities")
+
     def config(self):
         return self.name
 
@@ -69,6 +77,10 @@ class BCE(Loss):
             raise DataError(f"BCE targets must lie in [0, 1], got values in [{np.min(y)}, {np.max(y)}]")
         return y
 
+    def probabilities(self, outputs):
+        outputs = np.asarray(outputs, dtype=np.float64)
+        return kernels.sigmoid(np, outputs, 0.0) if self.from_logits else np.clip(outputs, 0.0, 1.0)
+
     def __repr__(self):
         return f"BCE(from_logits={self.from_logits})"
 
@@ -91,6 +103,12 @@ class SoftmaxCrossEntropy(Loss):
                                 f"got values in [{np.min(y)}, {np.max(y)}]")
             return np.eye(n_outputs)[y.astype(np.int64)]
         return super().prepare(y, n_outputs)
+
+    def probabilities(self, outputs):
+        shifted = np.asarray(outputs, dtype=np.float64)
+        shifted = shifted - shifted.max(axis=1, keepdims=True)
+        exp = np.exp(shifted)
+        return exp / exp.sum(axis=1, keepdims=True)
 
 
 LOSSES = {"mse": MSE, "bce": BCE, "bce_logits": lambda: BCE(from_logits=True),

@@ -186,9 +186,13 @@ class Sequential:
                                                   for layer in self.layers],
                 "seed": self.seed, "dtype": self.dtype}
 
-    def save(self, path):
-        """Write a .npz checkpoint (atomic: a temporary file renamed into place)."""
-        checkpoint.save(path, self.config(), dict(zip(self.param_names(), self.get_weights())))
+    def save(self, path, extra=None):
+        """Write a .npz checkpoint (atomic: a temporary file renamed into place).
+
+        ``extra`` is a JSON-able dict stored alongside (the command line keeps the
+        loss and the input scaling there); ``xpnet.checkpoint.load`` returns it.
+        """
+        checkpoint.save(path, self.config(), dict(zip(self.param_names(), self.get_weights())), extra=extra)
 
     def summary(self):
         lines = [f"{type(self).__name__} on {self.backend.name}, {self.dtype}, {self.count_params()} parameters"]

@@ -15,6 +15,11 @@ from ..errors import ConfigError, DeviceError, lookup
 FLOAT_DTYPES = ("float32", "float64")
 
 
+def bce_clip(float32):
+    """How far BCE keeps probabilities from 0 and 1, so log() stays finite."""
+    return 1e-7 if float32 else 1e-12
+
+
 class Backend:
     """An array namespace ``xp`` on one ``device``, and the kernels written in it."""
 
@@ -128,28 +133,21 @@ class Backend:
         return lookup("loss", name, self._LOSSES)(self, pred, target, need_grad)
 
     def _mse(self, pred, target, need_grad):
-        xp = self.xp
-        diff = pred - target
-        n = diff.shape[0] * diff.shape[1]
-        loss = xp.sum(diff * diff) / n
-        return loss, (2.0 / n) * diff if need_grad else None
+        n = pred.shape[0] * pred.shape[1]
+        loss = self.xp.sum(kernels.squared_error(self.math, pred, target)) / n
+        return loss, kernels.squared_error_grad(self.math, pred, target) / n if need_grad else None
 
     def _bce(self, prob, target, need_grad):
-        xp = self.xp
-        eps = 1e-7 if prob.dtype == xp.float32 else 1e-12
-        p = xp.clip(prob, eps, 1.0 - eps)
+        eps = bce_clip(prob.dtype == self.xp.float32)
+        p = self.xp.clip(prob, eps, 1.0 - eps)
         n = p.shape[0] * p.shape[1]
-        loss = -xp.sum(target * xp.log(p) + (1.0 - target) * xp.log(1.0 - p)) / n
-        return loss, (p - target) / (p * (1.0 - p) * n) if need_grad else None
+        loss = self.xp.sum(kernels.cross_entropy(self.math, p, target)) / n
+        return loss, kernels.cross_entropy_grad(self.math, p, target) / n if need_grad else None
 
     def _bce_logits(self, z, target, need_grad):
-        xp = self.xp
         n = z.shape[0] * z.shape[1]
-        # log(1 + e^z) − z t, with e^{-|z|} only, so it never overflows.
-        loss = xp.sum(xp.maximum(z, 0.0) - z * target + xp.log1p(xp.exp(-xp.abs(z)))) / n
-        if not need_grad:
-            return loss, None
-        return loss, (kernels.sigmoid(self.math, z, 0.0) - target) / n
+        loss = self.xp.sum(kernels.cross_entropy_logits(self.math, z, target)) / n
+        return loss, kernels.cross_entropy_logits_grad(self.math, z, target) / n if need_grad else None
 
     def _softmax_ce(self, z, onehot, need_grad):
         xp = self.xp

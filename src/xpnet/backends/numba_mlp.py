@@ -1,0 +1,323 @@
+"""One compiled function for a whole MLP training run: forward, backward, update, batch after batch.
+
+Layout, as in a small C library: every parameter of the network lives in one
+flat array ``P`` (W1, b1, W2, b2, ... in get_weights() order, each W row-major
+(fan_in, fan_out)), gradients in ``G``, optimiser state in ``S1``/``S2``, all
+with the same offsets. ``layout`` holds, per layer l, its fan-in
+``layout[SIZE, l]`` (fan-out: ``layout[SIZE, l + 1]``), the offsets of its W
+and b, and its activation code. Activations are kept transposed, one row per
+unit and one column per sample (layer l's block is (units, m) at offset
+``m · Σ units below``), so the loops over the batch are innermost, contiguous
+and vectorisable, and large products go to BLAS as ``Wᵀ A`` without copies.
+Block 0 of ``A`` is the batch itself.
+
+The formulas are those of kernels.py, compiled on scalars through numba_math.
+The hot loop has no calls that pass arrays (each costs reference counting),
+only ``forward`` and ``output_loss``, which finite differences share.
+"""
+import numpy as np
+from numba import njit
+
+from .. import kernels
+from . import numba_math as M
+
+CACHE = M.CACHE
+FASTMATH = {"contract", "reassoc"}  # FMA and reordered sums; NaN and inf are never assumed away
+
+ACTIVATION_CODES = {name: i for i, name in enumerate(kernels.ACTIVATIONS)}
+LOSS_CODES = {"mse": 0, "bce": 1, "bce_logits": 2, "softmax_ce": 3}
+OPTIMIZER_CODES = {"sgd": 0, "rmsprop": 1, "adam": 2}
+SIZE, W_OFFSET, B_OFFSET, ACTIVATION = range(4)  # rows of `layout`
+# Slots of the float64 hyperparameter array `hp`.
+LR, MOMENTUM, NESTEROV, RHO, BETA1, BETA2, EPS, WEIGHT_DECAY, MAX_NORM, CLIP_NORM, BCE_EPS, FD_EPS = range(12)
+N_HP = 12
+BLAS_MIN = 1 << 15  # multiply-adds in a product from which BLAS beats plain loops
+
+
+def jit(fn):
+    return njit(cache=CACHE, fastmath=FASTMATH)(fn)
+
+
+def jit_inline(fn):
+    """For small scalar functions in hot loops: inlined where called, so the loop can vectorise."""
+    return njit(cache=CACHE, fastmath=FASTMATH, inline="always")(fn)
+
+
+def make_layout(sizes, activations):
+    """The int64 (4, L+1) layout array of an MLP with these layer sizes and activation names."""
+    L = len(sizes) - 1
+    layout = np.zeros((4, L + 1), dtype=np.int64)
+    layout[SIZE] = sizes
+    offset = 0
+    for l in range(L):
+        layout[W_OFFSET, l], layout[B_OFFSET, l] = offset, offset + sizes[l] * sizes[l + 1]
+        offset += (sizes[l] + 1) * sizes[l + 1]
+        layout[ACTIVATION, l] = ACTIVATION_CODES[activations[l]]
+    return layout, offset
+
+
+_act = [jit(forward) for forward, _ in kernels.ACTIVATIONS.values()]
+_act_grad = [jit(backward) for _, backward in kernels.ACTIVATIONS.values()]
+(_identity, _sigmoid, _tanh, _relu, _leaky_relu, _gelu, _gelu_tanh) = _act
+(_identity_g, _sigmoid_g, _tanh_g, _relu_g, _leaky_relu_g, _gelu_g, _gelu_tanh_g) = _act_grad
+_squared_error, _squared_error_grad = jit(kernels.squared_error), jit(kernels.squared_error_grad)
+_cross_entropy, _cross_entropy_grad = jit(kernels.cross_entropy), jit(kernels.cross_entropy_grad)
+_ce_logits, _ce_logits_grad = jit(kernels.cross_entropy_logits), jit(kernels.cross_entropy_logits_grad)
+_weight_decayed, _sgd, _rmsprop, _adam = (jit(f) for f in (kernels.weight_decayed, kernels.sgd, kernels.rmsprop,
+                                                           kernels.adam))
+
+
+@jit_inline
+def activation(code, z, alpha):
+    """σ(z) for the activation with this code (the order of kernels.ACTIVATIONS)."""
+    if code == 0:
+        return _identity(M, z, alpha)
+    elif code == 1:
+        return _sigmoid(M, z, alpha)
+    elif code == 2:
+        return _tanh(M, z, alpha)
+    elif code == 3:
+        return _relu(M, z, alpha)
+    elif code == 4:
+        return _leaky_relu(M, z, alpha)
+    elif code == 5:
+        return _gelu(M, z, alpha)
+    return _gelu_tanh(M, z, alpha)
+
+
+@jit_inline
+def activation_grad(code, grad_a, z, a, alpha):
+    """grad_a ⊙ σ'(z) for the activation with this code."""
+    if code == 0:
+        return _identity_g(M, grad_a, z, a, alpha)
+    elif code == 1:
+        return _sigmoid_g(M, grad_a, z, a, alpha)
+    elif code == 2:
+        return _tanh_g(M, grad_a, z, a, alpha)
+    elif code == 3:
+        return _relu_g(M, grad_a, z, a, alpha)
+    elif code == 4:
+        return _leaky_relu_g(M, grad_a, z, a, alpha)
+    elif code == 5:
+        return _gelu_g(M, grad_a, z, a, alpha)
+    return _gelu_tanh_g(M, grad_a, z, a, alpha)
+
+
+@jit_inline
+def forward(P, layout, alphas, m, Z, A):
+    """z = Wᵀa + b and a = σ(z), layer by layer, for the m samples in block 0 of A.
+
+    Returns the offset of the output block in A. Rows are taken as 1-D slices
+    (free in compiled code) so the loops over samples index from 0 and vectorise.
+    """
+    inp = 0
+    for l in range(layout.shape[1] - 1):
+        fan_in, fan_out = layout[SIZE, l], layout[SIZE, l + 1]
+        wo, bo, code, alpha = layout[W_OFFSET, l], layout[B_OFFSET, l], layout[ACTIVATION, l], alphas[l]
+        out = inp + fan_in * m
+        if fan_in * fan_out * m >= BLAS_MIN:
+            W = P[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out)
+            np.dot(W.T, A[inp:out].reshape(fan_in, m), Z[out:out + fan_out * m].reshape(fan_out, m))
+        else:
+            for j in range(fan_out):
+                z = Z[out + j * m:out + (j + 1) * m]
+                z[:] = 0.0
+                for i in range(fan_in):
+                    w, a_in = P[wo + i * fan_out + j], A[inp + i * m:inp + (i + 1) * m]
+                    for r in range(m):
+                        z[r] += a_in[r] * w
+        for j in range(fan_out):
+            z, a, bias = Z[out + j * m:out + (j + 1) * m], A[out + j * m:out + (j + 1) * m], P[bo + j]
+            for r in range(m):
+                z[r] += bias
+                a[r] = activation(code, z[r], alpha)
+        inp = out
+    return inp
+
+
+@jit_inline
+def output_loss(loss_code, Y, order, start, m, A, D, out, k, bce_eps, want_grad):
+    """Mean loss of the output block of A against targets Y[order[start:start+m]];
+    with want_grad, the same block of D ← ∂C/∂a, where backpropagation starts (BP1)."""
+    a, d = A[out:out + k * m].reshape(k, m), D[out:out + k * m].reshape(k, m)
+    total = 0.0
+    if loss_code == 3:  # softmax cross-entropy over the k logits of each sample
+        for r in range(m):
+            row = order[start + r]
+            top = a[0, r]
+            for j in range(1, k):
+                top = max(top, a[j, r])
+            norm = 0.0
+            for j in range(k):
+                norm += M.exp(a[j, r] - top)
+            log_norm = M.log(norm)
+            for j in range(k):
+                shifted = a[j, r] - top
+                total += Y[row, j] * (log_norm - shifted)
+                if want_grad:
+                    d[j, r] = (M.exp(shifted) / norm - Y[row, j]) / m  # softmax − y
+        return total / m
+    count = m * k
+    for r in range(m):
+        row = order[start + r]
+        for j in range(k):
+            y = Y[row, j]
+            if loss_code == 0:
+                total += _squared_error(M, a[j, r], y)
+                if want_grad:
+                    d[j, r] = _squared_error_grad(M, a[j, r], y) / count
+            elif loss_code == 1:
+                p = M.clip(a[j, r], bce_eps, 1.0 - bce_eps)
+                total += _cross_entropy(M, p, y)
+                if want_grad:
+                    d[j, r] = _cross_entropy_grad(M, p, y) / count
+            else:
+                total += _ce_logits(M, a[j, r], y)
+                if want_grad:
+                    d[j, r] = _ce_logits_grad(M, a[j, r], y) / count
+    return total / count
+
+
+@jit
+def limit_norms(P, layout, limit):
+    """Max-norm: scale each unit's incoming weights (a column of W) to an L2 norm ≤ limit."""
+    for l in range(layout.shape[1] - 1):
+        fan_in, fan_out, wo = layout[SIZE, l], layout[SIZE, l + 1], layout[W_OFFSET, l]
+        for j in range(fan_out):
+            sq = 0.0
+            for i in range(fan_in):
+                sq += P[wo + i * fan_out + j] ** 2
+            norm = M.sqrt(sq)
+            if norm > limit:
+                for i in range(fan_in):
+                    P[wo + i * fan_out + j] *= limit / norm
+
+
+@jit
+def clip_gradient(G, limit):
+    """Rescale the whole gradient to a global L2 norm of at most ``limit``."""
+    sq = 0.0
+    for k in range(G.shape[0]):
+        sq += G[k] * G[k]
+    norm = M.sqrt(sq)
+    if norm > limit:
+        for k in range(G.shape[0]):
+            G[k] *= limit / norm
+
+
+@jit
+def finite_difference(Y, order, start, m, P, G, layout, alphas, loss_code, hp, central, Z, A, D):
+    """G ← ∂C/∂θ by perturbing one parameter at a time (batch already in A); returns the loss at θ."""
+    k, eps, bce_eps = layout[SIZE, layout.shape[1] - 1], hp[FD_EPS], hp[BCE_EPS]
+    out = forward(P, layout, alphas, m, Z, A)
+    base = output_loss(loss_code, Y, order, start, m, A, D, out, k, bce_eps, False)
+    for q in range(P.shape[0]):
+        old = P[q]
+        P[q] = old + eps
+        forward(P, layout, alphas, m, Z, A)
+        plus = output_loss(loss_code, Y, order, start, m, A, D, out, k, bce_eps, False)
+        if central:
+            P[q] = old - eps
+            forward(P, layout, alphas, m, Z, A)
+            minus = output_loss(loss_code, Y, order, start, m, A, D, out, k, bce_eps, False)
+            G[q] = (plus - minus) / (2.0 * eps)
+        else:
+            G[q] = (plus - base) / eps
+        P[q] = old
+    return base
+
+
+@jit
+def train(X, Y, order, batch_size, repeats, P, G, S1, S2, layout, alphas, loss_code, opt_code, hp, t, gradient,
+          Z, A, D, losses):
+    """``repeats`` passes over the rows of X, Y in ``order``, one training step per batch.
+
+    gradient: 0 backprop, 1 forward differences, 2 central differences.
+    losses[b] ← the loss of batch b (before its update) in the last pass.
+    Returns the optimiser's step count t (Adam's bias correction counts from 1).
+    """
+    n, d = order.shape[0], X.shape[1]
+    L = layout.shape[1] - 1
+    k = layout[SIZE, L]
+    lr, wd = hp[LR], hp[WEIGHT_DECAY]
+    n_batches = (n + batch_size - 1) // batch_size
+    for repeat in range(repeats):
+        for b in range(n_batches):
+            start = b * batch_size
+            m = min(batch_size, n - start)
+            t += 1
+            if repeat == 0 or n_batches > 1:  # the batch, transposed into block 0 of A
+                for r in range(m):
+                    row = order[start + r]
+                    for i in range(d):
+                        A[i * m + r] = X[row, i]
+            if gradient != 0:
+                losses[b] = finite_difference(Y, order, start, m, P, G, layout, alphas, loss_code, hp, gradient == 2,
+                                              Z, A, D)
+            else:
+                out = forward(P, layout, alphas, m, Z, A)
+                losses[b] = output_loss(loss_code, Y, order, start, m, A, D, out, k, hp[BCE_EPS], True)
+                # Backward: D holds ∂C/∂a of the output block (BP1 begins there).
+                for l in range(L - 1, -1, -1):
+                    fan_in, fan_out = layout[SIZE, l], layout[SIZE, l + 1]
+                    wo, bo, code, alpha = layout[W_OFFSET, l], layout[B_OFFSET, l], layout[ACTIVATION, l], alphas[l]
+                    inp = out - fan_in * m
+                    for j in range(fan_out):
+                        delta = D[out + j * m:out + (j + 1) * m]
+                        if code != 0:  # δ = ∂C/∂a ⊙ σ'(z)  (BP1 at the output, BP2's σ' factor below)
+                            z, a = Z[out + j * m:out + (j + 1) * m], A[out + j * m:out + (j + 1) * m]
+                            for r in range(m):
+                                delta[r] = activation_grad(code, delta[r], z[r], a[r], alpha)
+                        s = 0.0
+                        for r in range(m):
+                            s += delta[r]
+                        G[bo + j] = s  # BP3: ∂C/∂b = δ, summed over the batch
+                    big = fan_in * fan_out * m >= BLAS_MIN
+                    if big:  # BP4: ∂C/∂W = a_in δᵀ
+                        np.dot(A[inp:out].reshape(fan_in, m), D[out:out + fan_out * m].reshape(fan_out, m).T,
+                               G[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out))
+                    else:
+                        for i in range(fan_in):
+                            a_in = A[inp + i * m:inp + (i + 1) * m]
+                            for j in range(fan_out):
+                                delta, s = D[out + j * m:out + (j + 1) * m], 0.0
+                                for r in range(m):
+                                    s += a_in[r] * delta[r]
+                                G[wo + i * fan_out + j] = s
+                    if l > 0:  # BP2: ∂C/∂a of the layer below = W δ
+                        if big:
+                            np.dot(P[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out),
+                                   D[out:out + fan_out * m].reshape(fan_out, m), D[inp:out].reshape(fan_in, m))
+                        else:
+                            for i in range(fan_in):
+                                delta_in = D[inp + i * m:inp + (i + 1) * m]
+                                delta_in[:] = 0.0
+                                for j in range(fan_out):
+                                    w, delta = P[wo + i * fan_out + j], D[out + j * m:out + (j + 1) * m]
+                                    for r in range(m):
+                                        delta_in[r] += w * delta[r]
+                    out = inp
+            if hp[CLIP_NORM] > 0.0:
+                clip_gradient(G, hp[CLIP_NORM])
+            # The optimiser update, kernels.py's formulas on every parameter.
+            if opt_code == 0:
+                momentum, nesterov = hp[MOMENTUM], hp[NESTEROV] != 0.0
+                for q in range(P.shape[0]):
+                    g = _weight_decayed(M, P[q], G[q], wd)
+                    if momentum == 0.0:
+                        P[q] = P[q] - lr * g
+                    else:
+                        P[q], S1[q] = _sgd(M, P[q], g, S1[q], lr, momentum, nesterov)
+            elif opt_code == 1:
+                for q in range(P.shape[0]):
+                    g = _weight_decayed(M, P[q], G[q], wd)
+                    P[q], S1[q] = _rmsprop(M, P[q], g, S1[q], lr, hp[RHO], hp[EPS])
+            else:
+                bias1, bias2 = 1.0 - hp[BETA1] ** t, 1.0 - hp[BETA2] ** t
+                for q in range(P.shape[0]):
+                    g = _weight_decayed(M, P[q], G[q], wd)
+                    P[q], S1[q], S2[q] = _adam(M, P[q], g, S1[q], S2[q], lr, hp[BETA1], hp[BETA2], hp[EPS], bias1,
+                                               bias2)
+            if hp[MAX_NORM] > 0.0:
+                limit_norms(P, layout, hp[MAX_NORM])
+    return t

@@ -1,0 +1,93 @@
+"""Benchmarks: the articles' finite-difference vs backprop experiment, the scaling law, backends vs PyTorch.
+
+``xpnet bench fd-vs-bp|scaling|backends|all`` runs them (``register`` adds
+that command to the CLI); each lives in its own module with a ``run(...)``
+returning a JSON-able dict and a ``table(result)`` in Markdown. Importing
+this package imports no benchmark module: they load when a command runs.
+"""
+import argparse
+import json
+import sys
+
+BENCHMARKS = ("fd-vs-bp", "scaling", "backends", "all")
+
+
+def _names(text):
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def register(subparsers):
+    """Add the ``bench`` command to the CLI's subparsers."""
+    p = subparsers.add_parser(
+        "bench", help="time FD vs backprop, the scaling law, and backends vs PyTorch",
+        description="Run the benchmarks: progress on stderr, Markdown tables on stdout. "
+                    "`xpnet bench all --json bench.json --plot scaling.png > bench.md` writes the whole report.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("which", choices=BENCHMARKS, help="which benchmark")
+    p.add_argument("--backend", type=_names, help="comma-separated backends, e.g. numpy,numba (default: every "
+                                                  "usable one but array_api_strict and torch)")
+    p.add_argument("--iterations", type=int, default=1_000_000, help="fd-vs-bp: training iterations")
+    p.add_argument("--max-seconds", type=float, default=30.0,
+                   help="fd-vs-bp and scaling: cap on one measurement; longer runs are shortened (fd-vs-bp: "
+                        "extrapolated, marked) or skipped (scaling)")
+    p.add_argument("--max-params", type=int, help="scaling: largest parameter count (default: all sizes, ~1e5)")
+    p.add_argument("--sizes", type=_names, default=["tiny", "small", "medium"],
+                   help="backends: cases among tiny,small,medium,large (large is slow on few cores)")
+    p.add_argument("--min-time", type=float, default=0.2, help="seconds each timing lasts at least")
+    p.add_argument("--repeats", type=int, default=3, help="timings per measurement (the best counts)")
+    p.add_argument("--torch-threads", type=int, help="PyTorch threads (default: every core)")
+    p.add_argument("--no-torch", action="store_true", help="backends: leave PyTorch out")
+    p.add_argument("--no-c", action="store_true", help="fd-vs-bp: leave the C baselines out")
+    p.add_argument("--no-cold-start", action="store_true", help="backends: leave the cold-start runs out")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", metavar="PATH", help="write every figure and the machine description to this file")
+    p.add_argument("--plot", metavar="PATH", help="scaling: write the log-log plot (PNG; needs matplotlib)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=run_command)
+
+
+def run_command(args):
+    """Run the benchmarks ``args`` ask for; print the tables; write JSON and plot. Returns the exit code."""
+    from ..errors import ConfigError, XpnetError, lookup
+    from . import coldstart, common, fd_vs_bp, scaling, throughput
+
+    for size in args.sizes:
+        lookup("benchmark size", size, throughput.CASES)
+    if args.repeats < 1 or args.min_time < 0 or args.max_seconds <= 0:
+        raise ConfigError("--repeats must be ≥ 1, --min-time ≥ 0 and --max-seconds > 0")
+    log = common.quiet if args.quiet else common.stderr_log
+    which = ("fd-vs-bp", "scaling", "backends") if args.which == "all" else (args.which,)
+    report = {"machine": common.machine(),
+              "options": {k: v for k, v in vars(args).items() if k != "func" and v is not None}}
+    tables = ["## xpnet benchmarks", "", *common.machine_lines(report["machine"])]
+    if "fd-vs-bp" in which:
+        report["fd_vs_bp"] = fd_vs_bp.run(args.backend, iterations=args.iterations, max_seconds=args.max_seconds,
+                                          c=not args.no_c, seed=args.seed, log=log)
+        tables += ["", fd_vs_bp.table(report["fd_vs_bp"])]
+    if "scaling" in which:
+        report["scaling"] = scaling.run(args.backend, max_params=args.max_params, min_time=args.min_time,
+                                        repeats=args.repeats, max_seconds=args.max_seconds, seed=args.seed, log=log)
+        tables += ["", scaling.table(report["scaling"])]
+    if "backends" in which:
+        report["backends"] = throughput.run(args.backend, sizes=args.sizes, min_time=args.min_time,
+                                            repeats=args.repeats, pytorch=not args.no_torch,
+                                            torch_threads=args.torch_threads, seed=args.seed, log=log)
+        tables += ["", throughput.table(report["backends"])]
+        if not args.no_cold_start:
+            report["cold_start"] = coldstart.run(args.backend, log=log)
+            tables += ["", coldstart.table(report["cold_start"])]
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+        log(f"wrote {args.json}")
+    if args.plot:
+        if "scaling" not in report:
+            log("--plot draws the scaling benchmark, which did not run: no plot")
+        else:
+            try:
+                scaling.plot(report["scaling"], args.plot)
+                log(f"wrote {args.plot}")
+            except XpnetError as e:  # matplotlib missing: the figures are worth more than the picture
+                print(f"xpnet: note: {e}", file=sys.stderr)
+    print("\n".join(tables))
+    return 0

@@ -1,0 +1,228 @@
+"""The benchmark code (xpnet.bench) at tiny sizes: every path runs and fills its JSON; the fits are right;
+the C baselines compute what xpnet computes."""
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet.bench import cbaseline, coldstart, common, fd_vs_bp, scaling, throughput
+from xpnet.cli import main
+
+HAS_CC = cbaseline.compiler() is not None
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+needs_cc = pytest.mark.skipif(not HAS_CC, reason="no C compiler (cc or $CC) to build the C baselines")
+
+
+def assert_filled(value, path="result"):
+    """Every leaf of a JSON-able result is a real value: no None, no empty string, no NaN or inf."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            assert_filled(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            assert_filled(item, f"{path}[{i}]")
+    else:
+        assert value is not None and value != "", f"{path} is empty"
+        assert not isinstance(value, float) or math.isfinite(value), f"{path} = {value}"
+
+
+# ---- the scaling-law fit ------------------------------------------------------------------
+
+@pytest.mark.parametrize("slope", [0.5, 1.0, 2.0, 3.0])
+def test_loglog_fit_recovers_the_slope_of_a_power_law(slope):
+    P = np.array([9, 49, 161, 577, 2177, 8449, 33281, 99073], float)
+    slope_fit, intercept = scaling.loglog_fit(P, 3e-7 * P**slope)
+    assert slope_fit == pytest.approx(slope, abs=1e-12)
+    assert 10**intercept == pytest.approx(3e-7, rel=1e-9)
+    noisy = 3e-7 * P**slope * np.random.default_rng(0).uniform(0.9, 1.1, P.size)  # ±10 % timing noise
+    assert scaling.loglog_fit(P, noisy)[0] == pytest.approx(slope, abs=0.05)
+
+
+def test_fits_report_the_slope_over_all_sizes_and_over_the_larger_half():
+    P = [10, 100, 1000, 10_000, 100_000, 1_000_000]
+    # backprop-like: a fixed overhead that the P-proportional work overtakes at the larger sizes
+    bp = [1e-6 + 1e-9 * p for p in P]
+    points = [{"backend": "numpy", "method": "fd", "params": p, "seconds_per_gradient": 1e-8 * p**2} for p in P]
+    points += [{"backend": "numpy", "method": "bp", "params": p, "seconds_per_gradient": t} for p, t in zip(P, bp)]
+    fd_fit, bp_fit = scaling.fits(points)
+    assert (fd_fit["method"], fd_fit["points"]) == ("fd", 6)
+    assert fd_fit["slope"] == pytest.approx(2.0) and fd_fit["slope_upper"] == pytest.approx(2.0)
+    assert bp_fit["upper_from_params"] == 10_000
+    assert bp_fit["slope"] < 0.7 < 0.95 < bp_fit["slope_upper"] < 1.0
+
+
+def test_crossover_interpolated_inside_the_sizes_and_extrapolated_outside():
+    fd = lambda p: 1e-6 * p**2  # noqa: E731  meets bp at P = 100
+    bp = lambda p: 1e-4 * p  # noqa: E731
+    inside = [10, 50, 300, 1000]
+    P, how = scaling.crossover(inside, [fd(p) for p in inside], [bp(p) for p in inside])
+    assert P == pytest.approx(100) and how.startswith("interpolated")
+    outside = [1000, 10_000, 100_000]
+    P, how = scaling.crossover(outside, [fd(p) for p in outside], [bp(p) for p in outside])
+    assert P == pytest.approx(100) and how.startswith("extrapolated") and "slower at every" in how
+    assert scaling.crossover(outside, [2 * bp(p) for p in outside], [bp(p) for p in outside])[0] is None
+
+
+def test_scaling_runs_at_tiny_sizes_and_fills_its_json():
+    result = scaling.run(["numpy"], max_params=200, min_time=0.001, repeats=1, max_seconds=30)
+    assert [s["params"] for s in result["sizes"]] == [9, 49, 161]
+    assert len(result["points"]) == 6 and not result["skipped"]
+    assert {(f["backend"], f["method"]) for f in result["fits"]} == {("numpy", "bp"), ("numpy", "fd")}
+    assert len(result["crossovers"]) == 1
+    assert_filled(result)
+    assert "| 2-2-1 | 9 |" in scaling.table(result)
+
+
+def test_scaling_skips_sizes_projected_over_the_time_cap():
+    result = scaling.run(["numpy"], max_params=200, min_time=0.001, repeats=1, max_seconds=1e-9)
+    assert [p["params"] for p in result["points"]] == [9, 9]  # each method measures its smallest size, then stops
+    assert [(s["method"], s["params"]) for s in result["skipped"]] == [("bp", 49), ("bp", 161), ("fd", 49), ("fd", 161)]
+    assert all("projected" in s["reason"] for s in result["skipped"])
+
+
+def test_scaling_plot_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib", reason="the plot needs the 'plot' extra (matplotlib)")
+    result = scaling.run(["numpy"], max_params=60, min_time=0.001, repeats=1)
+    path = scaling.plot(result, tmp_path / "scaling.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---- the articles' experiment --------------------------------------------------------------
+
+def test_measure_runs_everything_under_the_cap_and_extrapolates_over_it():
+    calls = []
+
+    def run(n):  # a fake implementation: 10 ms per iteration, its MSE the iteration count
+        calls.append(n)
+        return 0.01 * n, float(n)
+
+    assert fd_vs_bp.measure(run, 8, max_seconds=1.0) == (8, pytest.approx(0.08), 8.0, False)
+    calls.clear()
+    n, seconds, mse, extrapolated = fd_vs_bp.measure(run, 1000, max_seconds=1.0)
+    assert (n, mse, extrapolated) == (100, 100.0, True) and seconds == pytest.approx(1.0)
+    assert calls == [1, 2, 4, 8, 100]  # probes until one lasts 50 ms, then the capped run
+
+
+def test_fd_vs_bp_runs_at_tiny_sizes_and_fills_its_json():
+    result = fd_vs_bp.run(["numpy"], iterations=40, c=HAS_CC)
+    rows = result["rows"]
+    assert [(r["implementation"], r["method"]) for r in rows[:3]] == [("xpnet numpy", m) for m in fd_vs_bp.METHODS]
+    assert len(rows) == (9 if HAS_CC else 3)
+    for r in rows:
+        assert r["iterations_run"] == 40 and not r["extrapolated"]
+        assert r["ns_per_iteration"] == pytest.approx(1e9 * r["seconds"] / 40)
+        assert r["fd_bp_ratio"] == 1.0 if r["method"] == "bp" else r["fd_bp_ratio"] > 0
+    assert_filled(result)
+    text = fd_vs_bp.table(result)
+    assert "8.08" in text and "1.67" in text and "4.8" in text  # the article's figures beside ours
+
+
+@needs_cc
+@pytest.mark.parametrize("method", list(fd_vs_bp.METHODS))
+def test_c_baselines_reach_xpnets_float32_mse_from_the_same_weights(method):
+    iterations = 1500
+    X, y = xn.datasets.xor()
+    net = fd_vs_bp.xor_net("numpy")
+    weights = net.get_weights()
+    start_mse = net.evaluate(X, y, loss="mse")["loss"]
+    net.compile("mse", xn.optim.SGD(lr=1.0), **fd_vs_bp.METHODS[method]).repeat(X, y, iterations)
+    xpnet_mse = net.evaluate(X, y, loss="mse")["loss"]
+    assert xpnet_mse < 0.5 * start_mse  # it trained, so equal MSEs mean equal trajectories
+    for program in cbaseline.PROGRAMS:
+        seconds, c_mse = cbaseline.run(cbaseline.build(program), method, iterations, weights, fd_vs_bp.SIZES,
+                                       eps=fd_vs_bp.EPS)
+        assert abs(c_mse - xpnet_mse) < 1e-4, (program, c_mse, xpnet_mse)
+        assert seconds > 0
+
+
+@needs_cc
+def test_c_baseline_says_what_went_wrong():
+    executable = cbaseline.build("fixed")
+    with pytest.raises(cbaseline.BaselineError, match="9 weights"):
+        cbaseline.run(executable, "bp", 10, [np.zeros(3)], [2, 2, 1])
+    with pytest.raises(ValueError, match="2-2-1"):
+        cbaseline.run(executable, "bp", 10, [np.zeros(9)], [2, 3, 1])
+
+
+# ---- backends vs PyTorch, cold start -------------------------------------------------------
+
+def test_backends_run_at_tiny_sizes_and_fill_their_json():
+    result = throughput.run(["numpy"], sizes=("tiny", "small"), min_time=0.001, repeats=1, pytorch=HAS_TORCH)
+    ways = [(r["case"], r["implementation"], r["way"]) for r in result["rows"]]
+    expected = [(c, "xpnet numpy", w) for c in ("tiny", "small") for w in ("step", "repeat", "epoch")]
+    assert [w for w in ways if w[1] == "xpnet numpy"] == expected
+    for r in result["rows"]:
+        assert r["samples_per_s"] == pytest.approx(throughput.CASES[r["case"]]["batch"] / r["seconds_per_step"])
+    for case in result["cases"]:
+        assert case["flops_per_step"] == sum(3 * 2 * case["batch"] * a * b
+                                             for a, b in zip(case["layers"], case["layers"][1:]))
+    if HAS_TORCH:
+        assert all("vs_pytorch" in r for r in result["rows"])
+        assert sum(r["implementation"].startswith("pytorch") for r in result["rows"]) == 4
+        for case in result["cases"]:  # the peer computes the same thing from the same weights
+            losses = case["first_step_loss"]
+            assert losses["pytorch"] == pytest.approx(losses["xpnet"], rel=1e-5)
+    else:
+        assert result["skipped"][0]["what"] == "pytorch"
+    assert_filled(result)
+    assert "| tiny | xpnet numpy | step |" in throughput.table(result)
+
+
+def test_large_case_is_skipped_when_memory_is_short(monkeypatch):
+    monkeypatch.setattr(throughput, "memory_available", lambda: 2**30)
+    result = throughput.run(["numpy"], sizes=("large",), pytorch=False)
+    assert result["rows"] == [] and result["skipped"][-1]["what"] == "large"
+    assert "GiB" in result["skipped"][-1]["reason"]
+
+
+def test_cold_start_reports_import_and_first_step_and_import_does_not_load_numba():
+    result = coldstart.run(["numpy"])
+    assert [(r["backend"], r["cache"]) for r in result["rows"]] == [("numpy", "cold"), ("numpy", "warm")]
+    for r in result["rows"]:
+        assert 0 < r["import_seconds"] < r["process_seconds"] and r["first_step_seconds"] > 0
+        assert r["numba_loaded_by_import"] is False
+    assert_filled(result)
+
+
+# ---- choosing backends, the command line ---------------------------------------------------
+
+def test_default_backends_leave_out_the_correctness_tool_and_torch_tensors():
+    chosen = common.select_backends()
+    assert "numpy" in chosen and "array_api_strict" not in chosen and "torch" not in chosen
+    assert common.select_backends(["numpy", "array_api_strict"]) == ["numpy", "array_api_strict"]
+    with pytest.raises(xn.errors.ConfigError, match="Did you mean 'numpy'"):
+        common.select_backends(["numpi"])
+
+
+def test_cli_bench_all_writes_json_plot_and_tables(tmp_path, capsys):
+    out, png = tmp_path / "bench.json", tmp_path / "scaling.png"
+    assert main(["bench", "all", "--backend", "numpy", "--iterations", "30", "--max-params", "60", "--sizes", "tiny",
+                 "--min-time", "0.001", "--repeats", "1", "--no-cold-start", "--json", str(out), "--plot", str(png),
+                 "--seed", "1"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(out.read_text())
+    assert set(report) == {"machine", "options", "fd_vs_bp", "scaling", "backends"}
+    assert report["machine"]["cores"] >= 1 and report["machine"]["blas"]
+    assert report["options"]["seed"] == 1
+    assert_filled(report)
+    for title in ("### The articles' experiment", "### Scaling", "### Backends vs PyTorch", "- BLAS:"):
+        assert title in captured.out
+    assert "[bench] fd-vs-bp xpnet numpy bp" in captured.err  # progress, one line per measurement
+    assert png.exists() or importlib.util.find_spec("matplotlib") is None
+
+
+def test_cli_bench_rejects_an_unknown_size(capsys):
+    assert main(["bench", "backends", "--sizes", "tiny,hueg"]) == 2
+    assert "unknown benchmark size 'hueg'" in capsys.readouterr().err
+
+
+def test_the_cli_loads_no_benchmark_module_until_bench_runs():
+    code = ("import sys, xpnet.cli; xpnet.cli.build_parser(); "
+            "print(sorted(m for m in sys.modules if m.startswith('xpnet.bench.') or m in ('torch', 'matplotlib')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -1,0 +1,310 @@
+"""The numba backend: every compiled kernel against the plain-xp base kernel, the fused step against the plain step."""
+import importlib.util
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet import kernels
+from xpnet.backends.base import Backend
+from xpnet.step import PlainStep
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("numba") is None,
+                                reason="numba is not installed (pip install 'xpnet[numba]')")
+
+SHAPES = [(1, 1), (3, 5), (7, 1), (1, 9), (33, 17)]
+TOL = {"float32": dict(rtol=1e-5, atol=1e-6), "float64": dict(rtol=1e-10, atol=1e-13)}
+
+
+@pytest.fixture(scope="module")
+def numba_backend():
+    from xpnet.backends.numba_backend import NumbaBackend
+
+    return NumbaBackend()
+
+
+@pytest.fixture(scope="module")
+def base():
+    """The plain-xp defaults on NumPy, with the same erf as NumPy's backend so only the kernels differ."""
+    from scipy.special import erf
+
+    backend = Backend(np, device="cpu")
+    backend.math.erf = erf
+    return backend
+
+
+def arrays(rng, shape, dtype, layout, count=1, low=-3, high=3):
+    """``count`` random arrays; layout "strided" gives every other column of a wider array."""
+    out = []
+    for _ in range(count):
+        a = rng.uniform(low, high, shape)
+        if layout == "strided":
+            wide = np.zeros((shape[0], 2 * shape[1]))
+            wide[:, ::2] = a
+            a = wide[:, ::2]
+        out.append(a.astype(dtype))
+    return out
+
+
+def close(got, want, dtype):
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), **TOL[dtype])
+    assert np.asarray(got).dtype == np.asarray(want).dtype
+
+
+def test_every_override_keeps_the_base_signature(numba_backend):
+    import inspect
+
+    for name, member in vars(type(numba_backend)).items():
+        if callable(member) and not name.startswith("_") and hasattr(Backend, name):
+            assert inspect.signature(member) == inspect.signature(getattr(Backend, name)), name
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("activation", list(kernels.ACTIVATIONS))
+def test_activation_kernels_match_base(numba_backend, base, activation, shape, layout, dtype, rng):
+    z, grad_a = arrays(rng, shape, dtype, layout, count=2)
+    a = base.activation(z, activation, 0.05)
+    close(numba_backend.activation(z, activation, 0.05), a, dtype)
+    close(numba_backend.activation_backward(grad_a, z, a, activation, 0.05),
+          base.activation_backward(grad_a, z, a, activation, 0.05), dtype)
+    x, = arrays(rng, (shape[0], 4), dtype, layout)
+    W, = arrays(rng, (4, shape[1]), dtype, "contiguous")
+    b = rng.standard_normal(shape[1]).astype(dtype)
+    for got, want in zip(numba_backend.dense_forward(x, W, b, activation, 0.05),
+                         base.dense_forward(x, W, b, activation, 0.05)):
+        close(got, want, dtype)
+
+
+def test_parallel_variant_matches_serial(base, rng):
+    """Arrays above the threshold take the prange variant; it computes the same numbers."""
+    from xpnet.backends import numba_backend as nb
+
+    z = rng.standard_normal((300, 300))
+    parallel, serial = nb.NumbaBackend(parallel=True), nb.NumbaBackend(parallel=False)
+    assert z.size >= nb.PARALLEL_MIN
+    np.testing.assert_array_equal(parallel.activation(z, "tanh", 0.0), serial.activation(z, "tanh", 0.0))
+    close(parallel.activation(z, "gelu", 0.0), base.activation(z, "gelu", 0.0), "float64")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("loss", ["mse", "bce", "bce_logits", "softmax_ce"])
+def test_loss_kernels_match_base(numba_backend, base, loss, shape, dtype, rng):
+    pred, = arrays(rng, shape, dtype, "contiguous", low=0.01 if loss == "bce" else -3, high=0.99 if loss == "bce" else 3)
+    if loss == "softmax_ce":
+        target = np.eye(shape[1], dtype=dtype)[rng.integers(0, shape[1], shape[0])]
+    else:
+        target = rng.integers(0, 2, shape).astype(dtype) if loss.startswith("bce") else \
+            rng.standard_normal(shape).astype(dtype)
+    got_loss, got_grad = numba_backend.loss_and_grad(loss, pred, target)
+    want_loss, want_grad = base.loss_and_grad(loss, pred, target)
+    close(got_loss, want_loss, dtype)
+    close(got_grad, want_grad, dtype)
+
+
+UPDATES = [("sgd", dict(lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0)),
+           ("sgd", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
+           ("rmsprop", dict(lr=0.01, rho=0.9, eps=1e-8, weight_decay=0.01)),
+           ("adam", dict(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1))]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (600, 200)], ids=str)  # the last takes the parallel variant
+@pytest.mark.parametrize("kind,hp", UPDATES, ids=["sgd", "nesterov", "rmsprop", "adam"])
+def test_update_kernels_match_base(numba_backend, base, kind, hp, shape, dtype, rng):
+    p0, g0, s0, v0 = (rng.standard_normal(shape).astype(dtype) for _ in range(4))
+    s0, v0 = np.abs(s0), np.abs(v0)
+    results = []
+    for backend in (numba_backend, base):
+        p, s, v = p0.copy(), s0.copy(), v0.copy()
+        for step in (1, 2):
+            if kind == "sgd":
+                backend.sgd_update(p, g0, s if hp["momentum"] else None, **hp)
+            elif kind == "rmsprop":
+                backend.rmsprop_update(p, g0, s, hp["lr"], hp["rho"], hp["eps"], hp["weight_decay"])
+            else:
+                backend.adam_update(p, g0, s, v, hp["lr"], hp["beta1"], hp["beta2"], hp["eps"], hp["weight_decay"],
+                                    step)
+        results.append((p, s, v))
+    for got, want in zip(*results):
+        close(got, want, dtype)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_max_norm_matches_base(numba_backend, base, shape, rng):
+    W = rng.standard_normal(shape) * 3
+    a, b = W.copy(), W.copy()
+    numba_backend.max_norm(a, 1.0)
+    base.max_norm(b, 1.0)
+    close(a, b, "float64")
+
+
+# ---- the fused step against the plain layer-by-layer step ----------------------------------
+
+OPTIMIZERS = {
+    "sgd": lambda: xn.optim.SGD(0.1),
+    "sgd-l2": lambda: xn.optim.SGD(0.1, weight_decay=0.01),
+    "momentum": lambda: xn.optim.SGD(0.05, momentum=0.9),
+    "momentum-l2": lambda: xn.optim.SGD(0.05, momentum=0.9, weight_decay=0.01),
+    "nesterov": lambda: xn.optim.SGD(0.05, momentum=0.9, nesterov=True),
+    "rmsprop": lambda: xn.optim.RMSProp(0.005),
+    "adam": lambda: xn.optim.Adam(0.01),
+    "adam-l2": lambda: xn.optim.Adam(0.01, weight_decay=0.01),
+}
+
+
+def twin_runs(sizes, activation, loss, make_opt, data, steps=100, batch_size=None, dtype="float64", **compile_kw):
+    """The same net trained by the numba fused step and by the plain step; returns both weight lists."""
+    X, y = data
+    weights = []
+    for fused in (True, False):
+        net = xn.MLP(sizes, activation=activation, output_activation="sigmoid" if loss == "bce" else None,
+                     dtype=dtype, seed=3, backend="numba")
+        opt = make_opt()
+        step = net.compile(loss, opt, **compile_kw) if fused else \
+            PlainStep(net, xn.losses.get(loss), opt, **compile_kw)
+        assert ("fused" in repr(step)) == fused
+        from xpnet.gradients import prepare
+
+        Xd, Td = prepare(net, xn.losses.get(loss), X, y)
+        order_rng = np.random.default_rng(0)
+        for _ in range(steps if batch_size is None else steps // 5):
+            if batch_size is None:
+                step.step(Xd, Td)
+            else:
+                step.run_epoch(Xd, Td, order_rng.permutation(len(X)), batch_size)
+        weights.append(net.get_weights())
+    return weights
+
+
+def classification(rng, n=40, d=3, k=3):
+    return rng.standard_normal((n, d)), rng.integers(0, k, n)
+
+
+@pytest.mark.parametrize("opt", list(OPTIMIZERS))
+def test_fused_step_matches_plain_step_over_100_steps(opt, rng):
+    fused, plain = twin_runs([3, 8, 5, 3], "tanh", "softmax_ce", OPTIMIZERS[opt], classification(rng))
+    for a, b in zip(fused, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("loss", ["mse", "bce", "bce_logits", "softmax_ce"])
+@pytest.mark.parametrize("activation", list(kernels.ACTIVATIONS))
+def test_fused_step_matches_for_every_activation_and_loss(activation, loss, rng):
+    X = rng.standard_normal((20, 2))
+    y = rng.integers(0, 2, 20) if loss == "softmax_ce" else \
+        rng.standard_normal((20, 2)) if loss == "mse" else rng.integers(0, 2, (20, 2)).astype(float)
+    fused, plain = twin_runs([2, 7, 2], activation, loss, OPTIMIZERS["momentum"], (X, y), steps=30)
+    for a, b in zip(fused, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_fused_shuffled_minibatch_epochs_match_plain(rng):
+    fused, plain = twin_runs([3, 6, 3], "relu", "softmax_ce", OPTIMIZERS["adam"], classification(rng, n=37),
+                             steps=50, batch_size=8)  # 37 rows: a short last batch
+    for a, b in zip(fused, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_fused_blas_path_matches_plain(rng):
+    """Layers large enough for BLAS (fan_in · fan_out · batch ≥ BLAS_MIN) go through np.dot."""
+    from xpnet.backends.numba_mlp import BLAS_MIN
+
+    X, y = rng.standard_normal((64, 40)), rng.integers(0, 10, 64)
+    assert 40 * 48 * 64 >= BLAS_MIN
+    fused, plain = twin_runs([40, 48, 10], "relu", "softmax_ce", OPTIMIZERS["momentum-l2"], (X, y), steps=20)
+    for a, b in zip(fused, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["forward", "central"])
+def test_fused_finite_differences_match_plain(method, rng):
+    X, y = xn.datasets.xor()
+    fused, plain = twin_runs([2, 2, 1], "sigmoid", "mse", lambda: xn.optim.SGD(1.0), (X, y), steps=50,
+                             gradient="finite_difference", eps=1e-4, method=method)
+    for a, b in zip(fused, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+
+
+def test_fused_max_norm_matches_plain(rng):
+    fused, plain = twin_runs([3, 8, 3], "relu", "softmax_ce", lambda: xn.optim.SGD(0.5), classification(rng),
+                             steps=30, max_norm=0.5)
+    for a, b in zip(fused, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert np.all(np.linalg.norm(fused[0], axis=0) <= 0.5 + 1e-12)
+
+
+def test_float32_fused_step_stays_float32_and_close_to_plain(rng):
+    fused, plain = twin_runs([3, 8, 3], "tanh", "softmax_ce", OPTIMIZERS["adam"], classification(rng), steps=20,
+                             dtype="float32")
+    for a, b in zip(fused, plain):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_fused_state_is_the_optimizers_state(rng):
+    """Switching between fused and plain steps mid-training, and state_dict(), see the same arrays."""
+    X, y = classification(rng)
+    net = xn.MLP([3, 5, 3], dtype="float64", backend="numba")
+    opt = xn.optim.Adam(0.01)
+    fused = net.compile("softmax_ce", opt)
+    plain = PlainStep(net, xn.losses.get("softmax_ce"), opt)
+    twin = xn.MLP([3, 5, 3], dtype="float64", backend="numpy")
+    twin_step = twin.compile("softmax_ce", xn.optim.Adam(0.01))
+    for i in range(6):
+        (fused if i % 2 else plain)(X, y)
+        twin_step(X, y)
+    for a, b in zip(net.get_weights(), twin.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+    assert opt.steps == 6 and len(opt.state_dict(net.backend)["state"]["m"]) == 4
+
+
+def test_set_weights_after_compile_is_seen_by_the_fused_step(rng):
+    X, y = classification(rng)
+    net = xn.MLP([3, 4, 3], dtype="float64", backend="numba")
+    step = net.compile("softmax_ce", xn.optim.SGD(0.1))
+    step(X, y)
+    fresh = xn.MLP([3, 4, 3], dtype="float64", seed=9, backend="numba")
+    net.set_weights(fresh.get_weights())
+    assert step(X, y) == pytest.approx(fresh.evaluate(X, y, "softmax_ce")["loss"], rel=1e-12)
+
+
+def test_dropout_falls_back_to_the_plain_step_and_says_why():
+    net = xn.MLP([2, 4, 2], dropout=0.5, backend="numba")
+    step = net.compile("softmax_ce", "sgd")
+    assert "plain" in repr(step) and "Dropout" in repr(step)
+
+
+def test_fit_uses_the_fused_step_and_learns_xor():
+    X, y = xn.datasets.xor()
+    net = xn.MLP([2, 2, 1], activation="sigmoid", output_activation="sigmoid", init=xn.init.Uniform(0, 1),
+                 backend="numba")
+    assert "fused" in repr(net.compile("mse", xn.optim.SGD(1.0)))
+    assert net.compile("mse", xn.optim.SGD(1.0)).repeat(X, y, 5000) < 0.01
+
+
+def test_info_reports_threads_and_layer(numba_backend):
+    info = numba_backend.info()
+    assert info["threads"] >= 1 and info["threading layer"] and info["numba"]
+
+
+def test_importing_xpnet_compiles_nothing_and_does_not_import_numba():
+    code = "import sys, xpnet; print('numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_cache_switch(tmp_path):
+    """XPNET_NUMBA_CACHE=0 compiles without writing a cache; by default the cache lands in NUMBA_CACHE_DIR."""
+    code = "import numpy as np, xpnet as xn; xn.get_backend('numba').activation(np.ones((2, 2)), 'tanh', 0.0)"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "on"))
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=600)
+    assert any(p.suffix == ".nbi" for p in (tmp_path / "on").rglob("*"))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "off"), XPNET_NUMBA_CACHE="0")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=600)
+    assert not any(p.suffix == ".nbi" for p in (tmp_path / "off").rglob("*"))

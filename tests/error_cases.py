@@ -278,12 +278,13 @@ def render():
     lines = ["# Errors: every bad input tried, and what you get", "",
              "Every error xpnet raises on purpose is an `xn.errors.XpnetError` and also the built-in exception",
              "a Python user would catch (`ValueError`, `TypeError`, `ImportError`, `FloatingPointError`). Each row",
-             "below is run by `tests/test_errors.py`, which checks the class and that the message is the one shown",
-             "here (rows marked * quote Python or another library, so only their xpnet part is checked);",
-             "`tests/error_cases.py` holds the list and rewrites this page. Each row runs after:", "",
+             "below is run, on the numpy backend, by `tests/test_errors.py`, which checks the class and that the",
+             "message is the one shown here (rows marked * quote Python or another library, so only their xpnet",
+             "part is checked); `tests/error_cases.py` holds the list and rewrites this page. Each row runs after:",
+             "",
              "```python", PRELUDE, "```", ""]
     group = None
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, xn.use("numpy"):  # as the tests run them
         for case in CASES:
             if case.group != group:
                 group = case.group

@@ -243,16 +243,19 @@ class CupyBackend(Backend):
 
     # ---- compiled steps and CUDA graphs ------------------------------------------------------
 
-    def compile_step(self, net, loss, optimizer, gradient="backprop", max_norm=None, eps=1e-3, method="central"):
+    def compile_step(self, net, loss, optimizer, gradient="backprop", max_norm=None, clip_norm=None, eps=1e-3,
+                     method="central"):
         """A GraphStep when the step can be captured (see graph_unsupported_reason), else the plain step."""
         self._activate()
         options = dict(gradient=gradient, max_norm=max_norm, eps=eps, method=method)
         reason = graph_unsupported_reason(self, net, gradient)
+        if reason is None and clip_norm is not None:
+            reason = "gradient clipping (clip_norm) runs in the plain step"
         if reason is None:
             return GraphStep(self, net, loss, optimizer, **options)
         if self.graphs is True:
             warnings.warn(f"CUDA graphs were asked for but {reason}; using the plain step", stacklevel=3)
-        step = PlainStep(net, loss, optimizer, **options)
+        step = PlainStep(net, loss, optimizer, clip_norm=clip_norm, **options)
         step.kind = f"plain layer-by-layer step (no CUDA graph: {reason})"
         return step
 

@@ -192,11 +192,14 @@ class NumbaBackend(NumpyBackend):
 
     # ---- the fused step --------------------------------------------------------------
 
-    def compile_step(self, net, loss, optimizer, gradient="backprop", max_norm=None, eps=1e-3, method="central"):
+    def compile_step(self, net, loss, optimizer, gradient="backprop", max_norm=None, clip_norm=None, eps=1e-3,
+                     method="central"):
         reason = unsupported(net, loss, optimizer)
+        if reason is None and clip_norm is not None:
+            reason = "clip_norm (the global gradient-norm clip) is done by the plain step"
         if reason is not None:
-            step = super().compile_step(net, loss, optimizer, gradient=gradient, max_norm=max_norm, eps=eps,
-                                        method=method)
+            step = super().compile_step(net, loss, optimizer, gradient=gradient, max_norm=max_norm,
+                                        clip_norm=clip_norm, eps=eps, method=method)
             step.kind = f"plain layer-by-layer step (numba fused step unavailable: {reason})"
             return step
         return FusedMLPStep(net, loss, optimizer, gradient=gradient, max_norm=max_norm, eps=eps, method=method)

@@ -239,6 +239,13 @@ def test_fused_max_norm_matches_plain(rng):
     assert np.all(np.linalg.norm(fused[0], axis=0) <= 0.5 + 1e-12)
 
 
+def test_fused_clip_norm_matches_plain(rng):
+    fused, plain = twin_runs([3, 8, 3], "tanh", "softmax_ce", lambda: xn.optim.SGD(0.5), classification(rng),
+                             steps=30, clip_norm=0.05)
+    for a, b in zip(fused, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
 def test_float32_fused_step_stays_float32_and_close_to_plain(rng):
     fused, plain = twin_runs([3, 8, 3], "tanh", "softmax_ce", OPTIMIZERS["adam"], classification(rng), steps=20,
                              dtype="float32")

@@ -47,8 +47,7 @@ class PlainStep:
 
     def repeat(self, X, y, n):
         """n full-batch steps on (X, y); returns the loss of the last one as a float."""
-        if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 0:
-            raise ConfigError(f"repeat needs a whole number of steps n ≥ 0, got {n!r}")
+        n = check_repeats(n)
         X, T = prepare(self.net, self.loss, X, y)
         loss = math.nan
         for _ in range(int(n)):
@@ -91,3 +90,10 @@ class PlainStep:
                 Xb, Tb = backend.take_rows(X, rows), backend.take_rows(T, rows)
             losses.append(self.step(Xb, Tb))
         return xp.stack(losses)
+
+
+def check_repeats(n):
+    """n as an int, or ConfigError unless it is a whole number ≥ 0 (every step's repeat() checks this)."""
+    if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 0:
+        raise ConfigError(f"repeat needs a whole number of steps n ≥ 0, got {n!r}")
+    return int(n)

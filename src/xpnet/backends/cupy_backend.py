@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import ConfigError, lookup
 from ..gradients import prepare
-from ..step import PlainStep
+from ..step import PlainStep, check_repeats
 from .. import kernels
 from . import cuda_source
 from .base import Backend
@@ -345,9 +345,10 @@ class GraphStep(PlainStep):
 
     def repeat(self, X, y, n):
         """n full-batch steps; after the first, each is one graph launch with no copies."""
+        n = check_repeats(n)
         X, T = prepare(self.net, self.loss, X, y)
         loss = math.nan
-        for i in range(int(n)):
+        for i in range(n):
             loss = self._step(X, T, copy_inputs=i == 0)
         return self.net.backend.scalar(loss) if n else loss
 

@@ -195,14 +195,13 @@ class NumbaBackend(NumpyBackend):
     def compile_step(self, net, loss, optimizer, gradient="backprop", max_norm=None, clip_norm=None, eps=1e-3,
                      method="central"):
         reason = unsupported(net, loss, optimizer)
-        if reason is None and clip_norm is not None:
-            reason = "clip_norm (the global gradient-norm clip) is done by the plain step"
         if reason is not None:
             step = super().compile_step(net, loss, optimizer, gradient=gradient, max_norm=max_norm,
                                         clip_norm=clip_norm, eps=eps, method=method)
             step.kind = f"plain layer-by-layer step (numba fused step unavailable: {reason})"
             return step
-        return FusedMLPStep(net, loss, optimizer, gradient=gradient, max_norm=max_norm, eps=eps, method=method)
+        return FusedMLPStep(net, loss, optimizer, gradient=gradient, max_norm=max_norm, clip_norm=clip_norm, eps=eps,
+                            method=method)
 
 
 def _threading_layer():
@@ -252,7 +251,8 @@ class FusedMLPStep:
                  clip_norm=None):
         from ..step import PlainStep
 
-        PlainStep(net, loss, optimizer, gradient=gradient, max_norm=max_norm, eps=eps, method=method)  # validates
+        PlainStep(net, loss, optimizer, gradient=gradient, max_norm=max_norm, clip_norm=clip_norm, eps=eps,
+                  method=method)  # validates the options as every step does
         self.net, self.loss, self.optimizer = net, loss, optimizer
         self.gradient = gradient
         self.gradient_code = 0 if gradient == "backprop" else (2 if method == "central" else 1)
@@ -268,6 +268,7 @@ class FusedMLPStep:
         self.views = self.state_views = None
         self.hp = np.zeros(mlp.N_HP)
         self.hp[mlp.MAX_NORM] = max_norm or 0.0
+        self.hp[mlp.CLIP_NORM] = clip_norm or 0.0
         self.hp[mlp.FD_EPS] = eps
         self.hp[mlp.BCE_EPS] = bce_clip(dtype == np.float32)
         self.loss_code = mlp.LOSS_CODES[loss.kernel]
@@ -344,12 +345,14 @@ class FusedMLPStep:
     def repeat(self, X, y, n):
         """n full-batch steps inside compiled code; returns the last loss as a float."""
         from ..gradients import prepare
+        from ..step import check_repeats
 
+        n = check_repeats(n)
         X, T = prepare(self.net, self.loss, X, y)
         if not n:
             return float("nan")
         rows = X.shape[0]
-        return float(self._train(X, T, np.arange(rows, dtype=np.int64), rows, int(n))[0])
+        return float(self._train(X, T, np.arange(rows, dtype=np.int64), rows, n)[0])
 
     def run_epoch(self, X, T, order, batch_size):
         """One pass over the rows in ``order`` (None: as they are), in batches, inside compiled code."""

@@ -194,14 +194,21 @@ def limit_norms(P, layout, limit):
 
 @jit
 def clip_gradient(G, limit):
-    """Rescale the whole gradient to a global L2 norm of at most ``limit``."""
+    """G ← G · min(1, limit / (‖G‖ + 1e-6)), ‖G‖ the L2 norm of the whole gradient (as Backend.clip_grad_norm).
+
+    ‖G‖ = m √Σ(g/m)² with m = max|g|, so squaring huge gradients cannot overflow.
+    """
+    largest = 0.0
+    for k in range(G.shape[0]):
+        largest = max(largest, abs(G[k]))
+    if largest == 0.0 or largest != largest:
+        return
     sq = 0.0
     for k in range(G.shape[0]):
-        sq += G[k] * G[k]
-    norm = M.sqrt(sq)
-    if norm > limit:
-        for k in range(G.shape[0]):
-            G[k] *= limit / norm
+        sq += (G[k] / largest) ** 2
+    scale = min(1.0, limit / (largest * M.sqrt(sq) + 1e-6))
+    for k in range(G.shape[0]):
+        G[k] *= scale
 
 
 @jit

@@ -12,7 +12,7 @@ import types
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .. import optim
 from ..errors import lookup
@@ -36,7 +36,7 @@ def jit_variants(fn):
         clone = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + ("_par" if parallel else "_ser"),
                                    fn.__defaults__, fn.__closure__)
         clone.__qualname__ = clone.__name__
-        variants.append(njit(cache=M.CACHE, fastmath=mlp.FASTMATH, parallel=parallel)(clone))
+        variants.append(M.jit(clone, fastmath=M.FASTMATH, parallel=parallel))
     return tuple(variants)
 
 

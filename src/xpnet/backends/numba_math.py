@@ -21,6 +21,15 @@ from numba.extending import intrinsic, overload
 
 # XPNET_NUMBA_CACHE=0 turns numba's on-disk cache off (NUMBA_CACHE_DIR moves it).
 CACHE = os.environ.get("XPNET_NUMBA_CACHE", "1") != "0"
+FASTMATH = {"contract", "reassoc"}  # FMA and reordered sums; NaN and inf are never assumed away
+
+
+def jit(fn=None, **options):
+    """numba.njit with xpnet's options: the on-disk cache; NumPy's error model, so x / 0 gives inf as in
+    NumPy (Python's model checks every division, which also stops LLVM from vectorising the loop);
+    and fastmath limited to FMA (contraction), plus what ``options`` adds."""
+    options = {"cache": CACHE, "error_model": "numpy", "fastmath": {"contract"}, **options}
+    return njit(**options) if fn is None else njit(**options)(fn)
 
 abs = builtins.abs
 log = math.log
@@ -29,22 +38,22 @@ sqrt = math.sqrt
 erf = math.erf
 
 
-@njit(inline="always", cache=CACHE)
+@jit(inline="always")
 def where(condition, if_true, if_false):
     return if_true if condition else if_false
 
 
-@njit(inline="always", cache=CACHE)
+@jit(inline="always")
 def clip(x, low, high):
     return builtins.min(builtins.max(x, low), high)  # NaN stays NaN
 
 
-@njit(inline="always", cache=CACHE)
+@jit(inline="always")
 def maximum(a, b):
     return a if a >= b or a != a else b
 
 
-@njit(inline="always", cache=CACHE)
+@jit(inline="always")
 def minimum(a, b):
     return a if a <= b or a != a else b
 
@@ -82,7 +91,7 @@ def _make(dtype, int_type, low, high, degree):
     bits = {np.float32: (np.int32(127), np.int32(23)), np.float64: (np.int64(1023), np.int64(52))}[dtype]
     bias, shift = bits
 
-    @njit(cache=CACHE)
+    @jit
     def expm1_reduced(r):
         """e^r − 1 for |r| ≤ ln 2 / 2: r + r²(1/2 + r/6 + …), no cancellation."""
         q = coefficients[0]
@@ -90,7 +99,7 @@ def _make(dtype, int_type, low, high, degree):
             q = q * r + c
         return r + r * r * q
 
-    @njit(cache=CACHE)
+    @jit
     def exp_(x):
         k = np.floor(builtins.min(builtins.max(x, low), high) * inv_ln2 + f(0.5))
         r = (x - k * ln2_hi) - k * ln2_lo
@@ -102,11 +111,12 @@ def _make(dtype, int_type, low, high, degree):
         y = inf if x > high else y
         return zero if x < low else y
 
-    @njit(cache=CACHE)
+    @jit
     def expm1_(x):
-        return expm1_reduced(x) if builtins.abs(x) < half_ln2 else exp_(x) - one
+        small, large = expm1_reduced(x), exp_(x) - one  # both, then a select: branch-free, so it vectorises
+        return small if builtins.abs(x) < half_ln2 else large
 
-    @njit(cache=CACHE)
+    @jit
     def tanh_(x):
         u = expm1_(-two * builtins.abs(x))  # in (−1, 0]: no overflow, no cancellation near 0
         t = -u / (two + u)

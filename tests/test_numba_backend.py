@@ -80,6 +80,17 @@ def test_activation_kernels_match_base(numba_backend, base, activation, shape, l
         close(got, want, dtype)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", ["C", "transposed", "strided"])
+def test_matmul_matches_base(numba_backend, base, layout, dtype, rng):
+    a, b = rng.standard_normal((7, 5)).astype(dtype), rng.standard_normal((5, 3)).astype(dtype)
+    if layout == "transposed":
+        a, b = np.ascontiguousarray(a.T).T, np.ascontiguousarray(b.T).T
+    elif layout == "strided":
+        a, b = np.repeat(a, 2, axis=1)[:, ::2], np.repeat(b, 2, axis=0)[::2]
+    close(numba_backend.matmul(a, b), base.matmul(a, b), dtype)
+
+
 def test_parallel_variant_matches_serial(base, rng):
     """Arrays above the threshold take the prange variant; it computes the same numbers."""
     from xpnet.backends import numba_backend as nb

@@ -81,6 +81,13 @@ def _adam_update(P, G, S1, S2, lr, beta1, beta2, eps, weight_decay, bias1, bias2
         P[k], S1[k], S2[k] = mlp._adam(M, P[k], g, S1[k], S2[k], lr, beta1, beta2, eps, bias1, bias2)
 
 
+@M.jit
+def _dot(a, b):
+    out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+    np.dot(a, b, out)
+    return out
+
+
 def _losses(loss_code, pred, target, grad, bce_eps):
     """Mean loss of row-major pred (n, k) against target; grad ← ∂loss/∂pred."""
     n, k = pred.shape
@@ -151,8 +158,16 @@ class NumbaBackend(NumpyBackend):
         self._kernel("_activation_grad", Z.size)(_code(activation), _as_2d(grad_a), Z, _as_2d(a), out, float(alpha))
         return out.reshape(z.shape)
 
+    def matmul(self, a, b):
+        """Through numba's np.dot, so that every product of this backend uses the one BLAS numba
+        links (SciPy's OpenBLAS): two BLAS thread pools spinning side by side slow both down."""
+        if a.dtype != b.dtype or a.dtype not in (np.float32, np.float64) or a.ndim != 2 or b.ndim != 2:
+            return super().matmul(a, b)
+        contiguous = lambda m: m if m.flags.c_contiguous or m.flags.f_contiguous else np.ascontiguousarray(m)  # noqa
+        return _dot(contiguous(a), contiguous(b))
+
     def dense_forward(self, x, W, b, activation, alpha):
-        Z = np.matmul(x, W)
+        Z = self.matmul(x, W)
         A = np.empty_like(Z)
         self._kernel("_bias_activation", Z.size)(_code(activation), Z, b, A, float(alpha))
         return Z, A

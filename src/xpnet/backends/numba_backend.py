@@ -88,40 +88,8 @@ def _dot(a, b):
     return out
 
 
-def _losses(loss_code, pred, target, grad, bce_eps):
-    """Mean loss of row-major pred (n, k) against target; grad ← ∂loss/∂pred."""
-    n, k = pred.shape
-    total = 0.0
-    if loss_code == 3:
-        for r in prange(n):
-            top = pred[r, 0]
-            for j in range(1, k):
-                top = max(top, pred[r, j])
-            norm = 0.0
-            for j in range(k):
-                norm += M.exp(pred[r, j] - top)
-            for j in range(k):
-                total += mlp._softmax_ce_terms(M, pred[r, j], top, norm, target[r, j])
-                grad[r, j] = mlp._softmax_ce_grad(M, pred[r, j], top, norm, target[r, j], n)
-        return total / n
-    for r in prange(n):
-        for j in range(k):
-            a, y = pred[r, j], target[r, j]
-            if loss_code == 0:
-                total += mlp._squared_error(M, a, y)
-                grad[r, j] = mlp._squared_error_grad(M, a, y) / (n * k)
-            elif loss_code == 1:
-                p = M.clip(a, bce_eps, 1.0 - bce_eps)
-                total += mlp._cross_entropy(M, p, y)
-                grad[r, j] = mlp._cross_entropy_grad(M, p, y) / (n * k)
-            else:
-                total += mlp._ce_logits(M, a, y)
-                grad[r, j] = mlp._ce_logits_grad(M, a, y) / (n * k)
-    return total / (n * k)
-
-
 _KERNELS = {f.__name__: jit_variants(f) for f in (_bias_activation, _activation, _activation_grad, _sgd_update,
-                                                  _rmsprop_update, _adam_update, _losses)}
+                                                  _rmsprop_update, _adam_update)}
 
 
 class NumbaBackend(NumpyBackend):
@@ -176,9 +144,11 @@ class NumbaBackend(NumpyBackend):
         code = mlp.LOSS_CODES.get(name)
         if code is None or pred.ndim != 2:
             return super().loss_and_grad(name, pred, target, need_grad)
-        grad = np.empty(pred.shape, dtype=pred.dtype)
-        loss = self._kernel("_losses", pred.size)(code, pred, target, grad, bce_clip(pred.dtype == np.float32))
-        return np.asarray(loss, dtype=pred.dtype), grad if need_grad else None
+        # The fused step's loss, on the transposed (outputs × samples) views it works with.
+        grad = np.empty(pred.shape[::-1], dtype=pred.dtype)
+        loss = mlp.output_loss(code, target, np.arange(len(pred)), 0, pred.T, grad, bce_clip(pred.dtype == np.float32),
+                               need_grad)
+        return np.asarray(loss, dtype=pred.dtype), grad.T if need_grad else None
 
     def sgd_update(self, param, grad, velocity, lr, momentum, nesterov, weight_decay):
         if not _flat_ok(param, grad, velocity):

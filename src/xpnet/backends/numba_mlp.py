@@ -186,12 +186,10 @@ def forward(P, layout, alphas, m, Z, A):
 
 
 @jit_inline
-def output_loss(loss_code, Y, order, start, m, A, D, layout, bce_eps, want_grad):
-    """Mean loss of the output rows of A against targets Y[order[start:start+m]];
-    with want_grad, the same rows of D ← ∂C/∂a, where backpropagation starts (BP1)."""
-    L = layout.shape[1] - 1
-    k, out = layout[SIZE, L], layout[ROW, L]
-    a, d = A[out:out + k], D[out:out + k]
+def output_loss(loss_code, Y, order, start, a, d, bce_eps, want_grad):
+    """Mean loss of the outputs ``a`` (k, m), sample r against target row Y[order[start + r]];
+    with want_grad, d ← ∂C/∂a, where backpropagation starts (BP1)."""
+    k, m = a.shape
     total = 0.0
     if loss_code == 3:  # softmax cross-entropy over the k logits of each sample
         for r in range(m):
@@ -266,17 +264,19 @@ def clip_gradient(G, limit):
 def finite_difference(Y, order, start, m, P, G, layout, alphas, loss_code, hp, central, Z, A, D):
     """G ← ∂C/∂θ by perturbing one parameter at a time (batch already in A); returns the loss at θ."""
     eps, bce_eps = hp[FD_EPS], hp[BCE_EPS]
+    row = layout[ROW, layout.shape[1] - 1]
+    out, d = A[row:], D[row:]  # the output rows; d stays untouched (no gradient wanted)
     forward(P, layout, alphas, m, Z, A)
-    base = output_loss(loss_code, Y, order, start, m, A, D, layout, bce_eps, False)
+    base = output_loss(loss_code, Y, order, start, out, d, bce_eps, False)
     for q in range(P.shape[0]):
         old = P[q]
         P[q] = old + eps
         forward(P, layout, alphas, m, Z, A)
-        plus = output_loss(loss_code, Y, order, start, m, A, D, layout, bce_eps, False)
+        plus = output_loss(loss_code, Y, order, start, out, d, bce_eps, False)
         if central:
             P[q] = old - eps
             forward(P, layout, alphas, m, Z, A)
-            minus = output_loss(loss_code, Y, order, start, m, A, D, layout, bce_eps, False)
+            minus = output_loss(loss_code, Y, order, start, out, d, bce_eps, False)
             G[q] = (plus - minus) / (2.0 * eps)
         else:
             G[q] = (plus - base) / eps
@@ -319,7 +319,8 @@ def train(X, Y, order, batch_size, repeats, P, G, S1, S2, layout, alphas, loss_c
                                               Z, A, D)
             else:
                 forward(P, layout, alphas, m, Z, A)
-                losses[b] = output_loss(loss_code, Y, order, start, m, A, D, layout, hp[BCE_EPS], True)
+                out = layout[ROW, L]
+                losses[b] = output_loss(loss_code, Y, order, start, A[out:], D[out:], hp[BCE_EPS], True)
                 # Backward: D holds ∂C/∂a of the output rows (BP1 begins there).
                 for l in range(L - 1, -1, -1):
                     fan_in, fan_out = layout[SIZE, l], layout[SIZE, l + 1]

@@ -107,7 +107,7 @@ class NumbaBackend(NumpyBackend):
 
     def info(self):
         info = super().info()
-        info.update({"numba": numba.__version__, "threads": numba.config.NUMBA_NUM_THREADS,
+        info.update({"blas": _scipy_blas(), "numba": numba.__version__, "threads": numba.config.NUMBA_NUM_THREADS,
                      "threading layer": _threading_layer(), "parallel": self.parallel,
                      "cache": "off" if not M.CACHE else (numba.config.CACHE_DIR or "next to the sources")})
         return info
@@ -189,11 +189,26 @@ class NumbaBackend(NumpyBackend):
                             method=method)
 
 
-def _threading_layer():
+def _scipy_blas():
+    """The BLAS numba's np.dot calls: SciPy's."""
     try:
+        import scipy
+
+        blas = scipy.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{blas.get('name', '?')} {blas.get('version', '')} (SciPy's)".strip()
+    except Exception:  # show_config's layout is not a stable API
+        return "SciPy's (version unknown)"
+
+
+def _threading_layer():
+    """The threading layer numba's prange loops run on (omp, tbb or workqueue)."""
+    try:
+        from numba.np.ufunc import parallel
+
+        parallel._launch_threads()  # numba starts its pool lazily; this starts it without compiling anything
         return numba.threading_layer()
-    except ValueError:  # no parallel function has run yet in this process
-        return f"not started (configured: {numba.config.THREADING_LAYER})"
+    except (ImportError, AttributeError, ValueError) as e:  # private API: report rather than fail
+        return f"unknown ({type(e).__name__}; configured: {numba.config.THREADING_LAYER})"
 
 
 def _code(activation):

@@ -21,6 +21,11 @@ CASES = {
     # the numba backend's fused step, split into its compiled gradient and update halves
     "numba-shuffled-rmsprop-maxnorm": dict(backend="numba", n=53, loss="softmax_ce", batch_size=10, epochs=4,
                                            optimizer=lambda: xn.optim.RMSProp(0.01), max_norm=1.5),
+    # the global-norm clip must see the averaged gradient (clipping each shard's would differ)
+    "numpy-clip-norm": dict(backend="numpy", n=40, loss="mse", batch_size=16, epochs=4,
+                            optimizer=lambda: xn.optim.SGD(0.5), clip_norm=0.05),
+    "numba-clip-norm": dict(backend="numba", n=40, loss="mse", batch_size=16, epochs=4,
+                            optimizer=lambda: xn.optim.SGD(0.5), clip_norm=0.05),
     # 9 rows in batches of 4: the last batch has 1 row, so one rank has none and sends zeros
     "numpy-batch-smaller-than-ranks": dict(backend="numpy", n=9, loss="bce", batch_size=4, epochs=5,
                                            optimizer=lambda: xn.optim.SGD(0.5)),
@@ -58,7 +63,8 @@ def train(case, distributed=False, dtype="float64"):
         distributed = xn.distributed.DataParallel(net, comm=distributed, transport="mpi")
     hist = net.fit(X, y, loss=case["loss"], optimizer=case["optimizer"](), epochs=case["epochs"],
                    batch_size=case["batch_size"], validation_split=case.get("validation_split", 0.0),
-                   max_norm=case.get("max_norm"), progress=False, seed=3, distributed=distributed)
+                   max_norm=case.get("max_norm"), clip_norm=case.get("clip_norm"), progress=False, seed=3,
+                   distributed=distributed)
     return net.get_weights(), hist.history
 
 

@@ -80,6 +80,17 @@ def test_activation_kernels_match_base(numba_backend, base, activation, shape, l
         close(got, want, dtype)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", ["C", "transposed", "strided"])
+def test_matmul_matches_base(numba_backend, base, layout, dtype, rng):
+    a, b = rng.standard_normal((7, 5)).astype(dtype), rng.standard_normal((5, 3)).astype(dtype)
+    if layout == "transposed":
+        a, b = np.ascontiguousarray(a.T).T, np.ascontiguousarray(b.T).T
+    elif layout == "strided":
+        a, b = np.repeat(a, 2, axis=1)[:, ::2], np.repeat(b, 2, axis=0)[::2]
+    close(numba_backend.matmul(a, b), base.matmul(a, b), dtype)
+
+
 def test_parallel_variant_matches_serial(base, rng):
     """Arrays above the threshold take the prange variant; it computes the same numbers."""
     from xpnet.backends import numba_backend as nb
@@ -239,6 +250,13 @@ def test_fused_max_norm_matches_plain(rng):
     assert np.all(np.linalg.norm(fused[0], axis=0) <= 0.5 + 1e-12)
 
 
+def test_fused_clip_norm_matches_plain(rng):
+    fused, plain = twin_runs([3, 8, 3], "tanh", "softmax_ce", lambda: xn.optim.SGD(0.5), classification(rng),
+                             steps=30, clip_norm=0.05)
+    for a, b in zip(fused, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
 def test_float32_fused_step_stays_float32_and_close_to_plain(rng):
     fused, plain = twin_runs([3, 8, 3], "tanh", "softmax_ce", OPTIMIZERS["adam"], classification(rng), steps=20,
                              dtype="float32")
@@ -308,6 +326,33 @@ def test_cache_switch(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "off"), XPNET_NUMBA_CACHE="0")
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=600)
     assert not any(p.suffix == ".nbi" for p in (tmp_path / "off").rglob("*"))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vectorisable_exp_expm1_tanh_are_within_3_ulp_of_numpy(dtype):
+    """numba_math's own exp, expm1 and tanh (written so LLVM can vectorise them) against NumPy's libm."""
+    from numba import njit
+
+    from xpnet.backends import numba_math as M
+
+    @njit
+    def apply(which, x, out):
+        for i in range(x.shape[0]):
+            out[i] = M.exp(x[i]) if which == 0 else M.expm1(x[i]) if which == 1 else M.tanh(x[i])
+
+    x = np.concatenate([np.linspace(-800, 800, 20001), np.linspace(-1, 1, 20001), np.geomspace(1e-30, 1, 200),
+                        -np.geomspace(1e-30, 1, 200), [np.nan, np.inf, -np.inf, 0.0, -0.0]]).astype(dtype)
+    for which, reference in enumerate((np.exp, np.expm1, np.tanh)):
+        out = np.empty_like(x)
+        apply(which, x, out)
+        with np.errstate(all="ignore"):
+            want = reference(x)
+        assert out.dtype == dtype
+        np.testing.assert_array_equal(np.isnan(out), np.isnan(want))
+        np.testing.assert_array_equal(out[np.isinf(want)], want[np.isinf(want)])
+        normal = np.isfinite(want) & (np.abs(want) >= np.finfo(dtype).smallest_normal)
+        ulps = np.abs(out[normal] - want[normal]) / (np.abs(want[normal]) * np.finfo(dtype).eps)
+        assert ulps.max() <= 3, (reference.__name__, ulps.max())
 
 
 @pytest.mark.parametrize("opt", ["momentum-l2", "rmsprop", "adam"])

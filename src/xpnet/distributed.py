@@ -38,6 +38,7 @@ import numpy as np
 
 from .errors import BackendUnavailableError, ConfigError, DataError
 from .gradients import prepare
+from .step import check_repeats
 
 INSTALL = "pip install 'xpnet[mpi]' (mpi4py with the MPICH wheel), or mpi4py built against your cluster's MPI"
 
@@ -318,11 +319,12 @@ class DistributedStep:
 
     def repeat(self, X, y, n):
         """n full-batch steps; returns the loss of the last one as a float."""
+        n = check_repeats(n)
         X, T = prepare(self.net, self.loss, X, y)
         self._check_agreement(X, None, X.shape[0])
         loss = float("nan")
         with self.dp.guard():
-            for _ in range(int(n)):
+            for _ in range(n):
                 loss = self._batch(X, T, None, 0, X.shape[0])
         return self.net.backend.scalar(loss) if n else loss
 

@@ -7,6 +7,8 @@ and leaves the parameter gradients in ``layer.grads``. A Dense layer's
 show them without computing them again. A layer is built
 (parameters drawn, backend attached) when a network takes it in.
 """
+import numbers
+
 from . import init as initializers
 from . import kernels
 from .errors import ConfigError, lookup
@@ -84,8 +86,8 @@ class Dropout(Layer):
 
     def __init__(self, p=0.5):
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ConfigError(f"Dropout p must be in [0, 1), got {p!r}")
+        if not (isinstance(p, numbers.Real) and not isinstance(p, bool) and 0.0 <= p < 1.0):
+            raise ConfigError(f"Dropout p must be a number in [0, 1), got {p!r}")
         self.p = float(p)
         self.rng = None
 

@@ -97,7 +97,7 @@ class SoftmaxCrossEntropy(Loss):
         y = np.asarray(y)
         if y.ndim == 1:
             if y.size and not np.all(np.equal(np.mod(y, 1), 0)):
-                raise DataError(f"softmax_ce integer labels must be whole numbers, got e.g. {y[np.mod(y, 1) != 0][0]!r}")
+                raise DataError(f"softmax_ce integer labels must be whole numbers, got e.g. {y[np.mod(y, 1) != 0][0]}")
             if y.size and (np.min(y) < 0 or np.max(y) >= n_outputs):
                 raise DataError(f"softmax_ce labels must lie in [0, {n_outputs}) for {n_outputs} outputs, "
                                 f"got values in [{np.min(y)}, {np.max(y)}]")

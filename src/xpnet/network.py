@@ -1,9 +1,11 @@
 """Networks: a Sequential stack of layers, and the MLP built from layer sizes."""
+import numbers
+
 import numpy as np
 
 from . import backends, checkpoint, kernels, layers as layers_mod
 from .errors import CheckpointError, ConfigError, ShapeError, lookup
-from .validation import check_X
+from .validation import as_numbers, check_finite, check_seed, check_X
 
 
 class Sequential:
@@ -29,7 +31,7 @@ class Sequential:
                 raise ShapeError(f"Dense layers do not chain: {below.fan_out} outputs feed a layer "
                                  f"expecting {above.fan_in} inputs")
         self.n_inputs, self.n_outputs = dense[0].fan_in, dense[-1].fan_out
-        self.seed = seed
+        self.seed = check_seed(seed)
         self.backend = backends.get_backend(backend)
         self.backend.dtype(dtype)  # raises ConfigError for anything but float32/float64
         self.dtype = dtype
@@ -77,6 +79,8 @@ class Sequential:
 
     def predict(self, X, batch_size=4096):
         """Outputs for X as a host NumPy array, computed in batches, dropout off."""
+        if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ConfigError(f"predict batch_size must be an integer ≥ 1, got {batch_size!r}")
         X = check_X(X, self.n_inputs)
         n = X.shape[0]
         if n == 0:
@@ -114,22 +118,23 @@ class Sequential:
         return [self.backend.to_numpy(p).copy() for p in self.parameters()]
 
     def set_weights(self, weights):
-        """Replace every parameter; shapes and count must match get_weights()."""
-        weights = [self._to_host(w) for w in weights]
-        current = self.parameters()
+        """Replace every parameter; count, shapes and finite real values are checked before anything changes."""
+        current, names = self.parameters(), self.param_names()
+        weights = list(weights)
         if len(weights) != len(current):
-            raise ShapeError(f"set_weights expected {len(current)} arrays ({', '.join(self.param_names())}), "
-                             f"got {len(weights)}")
-        for name, w, p in zip(self.param_names(), weights, current):
+            raise ShapeError(f"set_weights expected {len(current)} arrays ({', '.join(names)}), got {len(weights)}")
+        weights = [as_numbers(self._to_host(w), f"set_weights: {name}") for name, w in zip(names, weights)]
+        for name, w, p in zip(names, weights, current):
             if w.shape != tuple(p.shape):
                 raise ShapeError(f"set_weights: {name} must have shape {tuple(p.shape)}, got {w.shape}")
+            check_finite(w, f"set_weights: {name}")
         weights = iter(weights)
         for layer in self.layers:
             for name in layer.param_names:
                 layer.params[name] = self.backend.asarray(np.array(next(weights)), dtype=self.backend.dtype(self.dtype))
 
     def _to_host(self, w):
-        return self.backend.to_numpy(w) if self.backend.is_native(w) else np.asarray(w)
+        return self.backend.to_numpy(w) if self.backend.is_native(w) else w
 
     def count_params(self):
         return sum(int(np.prod(p.shape)) for p in self.parameters())
@@ -161,15 +166,17 @@ class Sequential:
 
     # ---- training -------------------------------------------------------------------
 
-    def compile(self, loss, optimizer, gradient="backprop", max_norm=None, eps=1e-3, method="central"):
+    def compile(self, loss, optimizer, gradient="backprop", max_norm=None, clip_norm=None, eps=1e-3,
+                method="central"):
         """A training step for this net: ``step(X, y)`` returns the loss; ``step.repeat(X, y, n)``.
 
         Each backend returns its fastest step (the plain layer-by-layer one by default).
+        ``clip_norm`` clips the global gradient norm before each update.
         """
         from . import losses, optim
 
         return self.backend.compile_step(self, losses.get(loss), optim.get(optimizer), gradient=gradient,
-                                         max_norm=max_norm, eps=eps, method=method)
+                                         max_norm=max_norm, clip_norm=clip_norm, eps=eps, method=method)
 
     def fit(self, X, y, loss="mse", optimizer="sgd", epochs=1, batch_size="auto", **kwargs):
         """Train; returns a History. See ``xpnet.training.fit`` for every argument."""
@@ -251,14 +258,39 @@ def load(path, backend=None):
     >>> xn.load(path, backend="numpy").sizes
     [2, 3, 1]
     """
-    config, weights, _ = checkpoint.load(path)
+    config, weights, _ = checkpoint.load(path, expected=lambda header: param_specs(header["config"], path))
     try:
         net = build(config, backend)
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError) as e:  # ConfigError, ShapeError, ... are ValueErrors too
         raise CheckpointError(f"{path}: the header does not describe a network xpnet can build ({e})") from None
-    checkpoint.check_weights(path, net.param_names(), [p.shape for p in net.parameters()], weights)
-    net.set_weights([weights[name] for name in net.param_names()])
+    try:
+        net.set_weights([weights[name] for name in net.param_names()])
+    except ValueError as e:
+        raise CheckpointError(f"{path}: the weights cannot be used: {e}") from None
     return net
+
+
+def param_specs(config, path="checkpoint"):
+    """{"W1": (shape, dtype), "b1": ...} of the network ``config`` describes, found without building it."""
+    try:
+        if config["class"] == "MLP":
+            sizes = config["sizes"]
+        else:
+            dense = [layer for layer in config["layers"] if layer["type"] == "Dense"]
+            sizes = [dense[0]["fan_in"]] + [layer["fan_out"] for layer in dense]
+            if any(a["fan_out"] != b["fan_in"] for a, b in zip(dense, dense[1:])):
+                raise ValueError("Dense layers that do not chain")
+        dtype = config["dtype"]
+        if not (isinstance(sizes, list) and len(sizes) >= 2 and dtype in ("float32", "float64")
+                and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes)):
+            raise ValueError(f"sizes {sizes!r:.80}, dtype {dtype!r:.20}")
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise CheckpointError(f"{path}: the header does not describe a network xpnet can build "
+                              f"({type(e).__name__}: {e})") from None
+    specs = {}
+    for i, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:]), 1):
+        specs[f"W{i}"], specs[f"b{i}"] = ((fan_in, fan_out), dtype), ((fan_out,), dtype)
+    return specs
 
 
 def build(config, backend=None):

@@ -5,6 +5,7 @@ is the one every backend can run, and the reference that faster steps (a
 numba-jitted MLP, a CUDA graph) are tested against.
 """
 import math
+import numbers
 
 from .errors import ConfigError
 from .gradients import check_options, finite_difference_arrays, prepare
@@ -15,19 +16,24 @@ class PlainStep:
 
     ``step(X, y)`` runs one step and returns the loss (before the update);
     ``step.repeat(X, y, n)`` runs n full-batch steps and returns the last loss.
+    ``clip_norm`` scales the gradients down to that global L2 norm before the
+    optimiser sees them; ``max_norm`` caps each unit's weight norm after it.
     """
 
     kind = "plain layer-by-layer step"
 
-    def __init__(self, net, loss, optimizer, gradient="backprop", max_norm=None, eps=1e-3, method="central"):
+    def __init__(self, net, loss, optimizer, gradient="backprop", max_norm=None, clip_norm=None, eps=1e-3,
+                 method="central"):
         check_options(gradient, eps, method)
-        if max_norm is not None and not (isinstance(max_norm, (int, float)) and max_norm > 0 and math.isfinite(max_norm)):
-            raise ConfigError(f"max_norm must be a positive number or None, got {max_norm!r}")
+        for name, value in (("max_norm", max_norm), ("clip_norm", clip_norm)):
+            if value is not None and not (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                                          and 0 < value < math.inf):
+                raise ConfigError(f"{name} must be a positive number or None, got {value!r}")
         if gradient == "finite_difference" and any(getattr(layer, "p", 0.0) for layer in net.layers):
             raise ConfigError("finite differences need a deterministic loss: remove the Dropout layers "
                               "or use gradient='backprop'")
         self.net, self.loss, self.optimizer = net, loss, optimizer
-        self.gradient, self.max_norm, self.eps, self.method = gradient, max_norm, eps, method
+        self.gradient, self.max_norm, self.clip_norm, self.eps, self.method = gradient, max_norm, clip_norm, eps, method
         self.weight_index = [i for i, name in enumerate(net.param_names()) if name.startswith("W")]
 
     def __repr__(self):
@@ -41,6 +47,7 @@ class PlainStep:
 
     def repeat(self, X, y, n):
         """n full-batch steps on (X, y); returns the loss of the last one as a float."""
+        n = check_repeats(n)
         X, T = prepare(self.net, self.loss, X, y)
         loss = math.nan
         for _ in range(int(n)):
@@ -67,8 +74,10 @@ class PlainStep:
         return loss, finite_difference_arrays(net, self.loss, X, T, self.eps, self.method)
 
     def update(self, grads):
-        """The optimiser step with ``grads`` (in the order of net.parameters()), then the max-norm limit."""
+        """Clip to clip_norm, the optimiser step with ``grads`` (net.parameters() order), then the max-norm limit."""
         backend, params = self.net.backend, self.net.parameters()
+        if self.clip_norm is not None:  # after any averaging over ranks: the clip sees the whole batch's gradient
+            grads = backend.clip_grad_norm(grads, self.clip_norm)
         self.optimizer.step(backend, params, grads)
         if self.max_norm is not None:
             for i in self.weight_index:
@@ -92,3 +101,10 @@ class PlainStep:
                 Xb, Tb = backend.take_rows(X, rows), backend.take_rows(T, rows)
             losses.append(self.step(Xb, Tb))
         return xp.stack(losses)
+
+
+def check_repeats(n):
+    """n as an int, or ConfigError unless it is a whole number ≥ 0 (every step's repeat() checks this)."""
+    if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 0:
+        raise ConfigError(f"repeat needs a whole number of steps n ≥ 0, got {n!r}")
+    return int(n)

@@ -1,5 +1,7 @@
 """The fit loop: seeded mini-batches, validation, early stopping, History, progress."""
+import json
 import math
+import os
 import time
 import warnings
 
@@ -7,7 +9,8 @@ import numpy as np
 
 from . import losses, optim
 from .errors import ConfigError, DivergenceError
-from .validation import check_Xy
+from .training_state import TrainingState
+from .validation import check_int, check_seed, check_Xy
 
 
 class EarlyStopping:
@@ -87,24 +90,28 @@ def split_validation(X, y, fraction, rng):
     return X[train], y[train], X[val], y[val]
 
 
-def _check_int(name, value, low):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-        raise ConfigError(f"{name} must be an integer ≥ {low}, got {value!r}")
-    return int(value)
-
-
 def fit(net, X, y, loss="mse", optimizer="sgd", epochs=1, batch_size="auto", validation_data=None,
-        validation_split=0.0, shuffle=True, early_stopping=None, max_norm=None, gradient="backprop",
-        progress=True, seed=0, distributed=False):
+        validation_split=0.0, shuffle=True, early_stopping=None, max_norm=None, clip_norm=None, gradient="backprop",
+        progress=True, seed=0, checkpoint=None, every=1, resume=None, distributed=False):
     """Train ``net`` on (X, y) and return a History.
 
     batch_size="auto" is 32 (or all the data when there is less); None trains
-    full-batch; a larger batch than the data is clipped with a warning. Each epoch visits the data in an order drawn from
-    ``seed``, which also seeds the validation split and dropout. Ctrl-C stops
-    training cleanly: the History so far comes back and the net keeps its last
-    completed (or, with early stopping, best) weights. ``distributed=True``
-    (or an ``xn.distributed.DataParallel``) splits every batch over the MPI
-    ranks (see xpnet.distributed): every rank calls fit with the same data and seed.
+    full-batch; a larger batch than the data is clipped with a warning. Each
+    epoch visits the data in an order drawn from ``seed``, which also seeds the
+    validation split and dropout. ``clip_norm`` clips the global gradient norm
+    before each update; ``max_norm`` caps each unit's weight norm after it.
+
+    A loss that becomes NaN/inf raises DivergenceError naming the epoch and
+    batch; Ctrl-C returns the History so far. Either way the net and the
+    optimiser are left as they were after the last completed epoch (with early
+    stopping, Ctrl-C leaves the best weights). ``checkpoint="dir"`` writes
+    ``dir/epoch-NNNNNN.npz`` every ``every`` epochs and when fit ends;
+    ``resume="dir/epoch-NNNNNN.npz"`` (or the folder, for its latest) continues
+    that run to ``epochs`` with the results an uninterrupted run would give.
+
+    ``distributed=True`` (or an ``xn.distributed.DataParallel``) splits every
+    batch over the MPI ranks (see xpnet.distributed): every rank calls fit with
+    the same data and seed; rank 0 alone shows progress and writes checkpoints.
 
     >>> import xpnet as xn
     >>> X, y = xn.datasets.spirals(n=200, seed=0)
@@ -114,10 +121,16 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs=1, batch_size="auto", val
     5
     """
     loss, optimizer = losses.get(loss), optim.get(optimizer)
-    epochs = _check_int("epochs", epochs, 0)
+    epochs, every = check_int("epochs", epochs, 0), check_int("every", every, 1)
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise ConfigError(f"checkpoint must be a folder path or None, got {checkpoint!r}")
     X, y = check_Xy(X, y, net.n_inputs)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     if validation_data is not None:
+        if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
+            got = f"{len(validation_data)} items" if isinstance(validation_data, (tuple, list)) else \
+                type(validation_data).__name__
+            raise ConfigError(f"validation_data must be a pair (X_val, y_val), got {got}")
         X_val, y_val = check_Xy(*validation_data, net.n_inputs)
     elif validation_split:
         X, y, X_val, y_val = split_validation(X, y, validation_split, rng)
@@ -126,49 +139,60 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs=1, batch_size="auto", val
     n = len(X)
     if batch_size is None or batch_size == "auto":
         batch_size = n if batch_size is None else min(32, n)
-    batch_size = _check_int("batch_size", batch_size, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
     if batch_size > n:
         warnings.warn(f"batch_size={batch_size} is larger than the {n} training samples; using {n}", stacklevel=3)
         batch_size = n
     stopper = EarlyStopping.get(early_stopping)
+    monitor = None if stopper is None else ("val_loss" if X_val is not None else "loss") \
+        if stopper.monitor == "auto" else stopper.monitor
+    if monitor == "val_loss" and X_val is None:
+        raise ConfigError("early stopping on val_loss needs validation_data or validation_split")
 
     backend = net.backend
     dtype = backend.dtype(net.dtype)
     Xd, Td = backend.asarray(X, dtype=dtype), backend.asarray(loss.prepare(y, net.n_outputs), dtype=dtype)
     if X_val is not None:
         Xv, Tv = backend.asarray(X_val, dtype=dtype), backend.asarray(loss.prepare(y_val, net.n_outputs), dtype=dtype)
-    step = net.compile(loss, optimizer, gradient=gradient, max_norm=max_norm)
-    if distributed:  # every batch split over the MPI ranks; rank 0 alone shows progress
+    # Everything that decides the numbers a run produces; resuming needs the same.
+    run = {"n_samples": n, "n_val": None if X_val is None else len(X_val), "seed": seed, "shuffle": bool(shuffle),
+           "batch_size": batch_size, "validation_split": validation_split, "loss": loss.config(),
+           "gradient": gradient, "max_norm": max_norm, "clip_norm": clip_norm,
+           "early_stopping": None if stopper is None else vars(stopper)}
+    run = json.loads(json.dumps(run, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+    history = History()
+    best, best_weights, waited = math.inf, None, 0
+    if resume is not None:  # before compile, so a compiled step sees the restored arrays
+        state = TrainingState.load(resume, net, optimizer, run)
+        optimizer.state = None  # whatever it held before, it now takes the saved state
+        state.restore(net, optimizer, rng, history)
+        best, waited, best_weights = state.best, state.waited, state.best_params
+        history.stopped_early = stopper is not None and waited >= stopper.patience
+    step = net.compile(loss, optimizer, gradient=gradient, max_norm=max_norm, clip_norm=clip_norm)
+    if distributed:  # every batch split over the MPI ranks; rank 0 alone shows progress and writes checkpoints
         from .distributed import data_parallel
 
         step = data_parallel(net, distributed).wrap(step)
         progress = progress and step.dp.rank == 0
-    net.reseed(seed)
+        checkpoint = checkpoint if step.dp.rank == 0 else None
 
-    history = History()
-    monitor = None if stopper is None else ("val_loss" if X_val is not None else "loss") \
-        if stopper.monitor == "auto" else stopper.monitor
-    if monitor == "val_loss" and X_val is None:
-        raise ConfigError("early stopping on val_loss needs validation_data or validation_split")
-    best, best_weights, waited = math.inf, None, 0
-    last_good = [backend.xp.asarray(p, copy=True) for p in net.parameters()]
-    bar = _progress(epochs, progress)
+    def capture():
+        return TrainingState.capture(net, optimizer, rng, history.epochs, history, best, waited, best_weights)
+
+    completed = capture()  # the state fit returns to on Ctrl-C or divergence
+    bar = _progress(epochs, progress, initial=history.epochs)
     try:
-        for epoch in range(1, epochs + 1):
+        for epoch in range(history.epochs + 1, epochs + 1):
+            if history.stopped_early:
+                break
             order = backend.asarray(rng.permutation(n)) if shuffle else None
+            net.reseed(int(rng.integers(2**63)))  # dropout seeds drawn from the same stream: one state to save
             start = time.perf_counter()
-            batch_losses = backend.to_numpy(step.run_epoch(Xd, Td, order, batch_size))  # waits for the device
+            batch_losses, weights_finite = _epoch_losses(net, step.run_epoch(Xd, Td, order, batch_size))
             seconds = time.perf_counter() - start
-            if not np.all(np.isfinite(batch_losses)):
-                _restore(net, last_good)
-                batch = int(np.argmin(np.isfinite(batch_losses))) + 1
-                raise DivergenceError(f"the training loss became {batch_losses[batch - 1]} in epoch {epoch}, batch "
-                                      f"{batch} of {len(batch_losses)}; the net keeps the weights it had after epoch "
-                                      f"{epoch - 1}. Try a smaller learning rate.")
+            _check_diverged(net, optimizer, completed, batch_losses, weights_finite, epoch)
             sizes = np.diff(np.minimum(np.arange(0, n + batch_size, batch_size), n))
-            train_loss = float(np.dot(batch_losses, sizes) / n)
-            last_good = [backend.xp.asarray(p, copy=True) for p in net.parameters()]
-            metrics = {"loss": train_loss}
+            metrics = {"loss": float(np.dot(batch_losses, sizes) / n)}
             if loss.classifier:
                 metrics["accuracy"] = evaluate(net, loss, Xd, Td)[1]
             if X_val is not None:
@@ -187,18 +211,45 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs=1, batch_size="auto", val
                         best_weights = [backend.xp.asarray(p, copy=True) for p in net.parameters()]
                 else:
                     waited += 1
-                    if waited >= stopper.patience:
-                        history.stopped_early = True
-                        break
+                    history.stopped_early = waited >= stopper.patience
+            completed = capture()
+            if checkpoint is not None and (epoch % every == 0 or epoch == epochs or history.stopped_early):
+                completed.save(checkpoint, net, optimizer, run)
     except KeyboardInterrupt:
+        completed.restore(net, optimizer, rng, history)
         history.interrupted = True
-        _restore(net, last_good)
+        if checkpoint is not None and completed.epoch > 0:
+            completed.save(checkpoint, net, optimizer, run)
     finally:
         if bar is not None:
             bar.close()
-    if best_weights is not None:
-        _restore(net, best_weights)
+    if completed.best_params is not None:
+        _restore(net, completed.best_params)
     return history
+
+
+def _epoch_losses(net, losses):
+    """(batch losses, whether every weight is finite after the epoch's last update) in one read from the device."""
+    xp = net.backend.xp
+    finite = xp.all(xp.stack([xp.all(xp.isfinite(p)) for p in net.parameters()]))
+    host = net.backend.to_numpy(xp.concat([losses, xp.reshape(xp.astype(finite, losses.dtype), (1,))]))
+    return host[:-1], bool(host[-1])
+
+
+def _check_diverged(net, optimizer, completed, batch_losses, weights_finite, epoch):
+    """DivergenceError, with net and optimiser rolled back, if a loss or (after the last update) a weight is not finite."""
+    bad_loss = not np.all(np.isfinite(batch_losses))
+    if not bad_loss and weights_finite:
+        return
+    completed.restore(net, optimizer)
+    total = len(batch_losses)
+    if bad_loss:
+        batch = int(np.argmin(np.isfinite(batch_losses))) + 1
+        what = f"the training loss became {batch_losses[batch - 1]} in epoch {epoch}, batch {batch} of {total}"
+    else:
+        what = f"the weights became NaN or infinite in the last update of epoch {epoch} (batch {total} of {total})"
+    raise DivergenceError(f"{what}; the net and optimiser keep the state they had after epoch {epoch - 1}. "
+                          f"Try a smaller learning rate or fit(clip_norm=...).")
 
 
 def _restore(net, arrays):
@@ -206,12 +257,12 @@ def _restore(net, arrays):
         param[...] = saved
 
 
-def _progress(epochs, enabled):
+def _progress(epochs, enabled, initial=0):
     if not enabled:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=epochs, unit="epoch", dynamic_ncols=True)
+    return tqdm(total=epochs, initial=initial, unit="epoch", dynamic_ncols=True)
 
 
 def _report(bar, epoch, metrics):

@@ -1,7 +1,9 @@
 """Checks on user data at the public boundary, with messages that say what was expected and what came."""
+import numbers
+
 import numpy as np
 
-from .errors import DataError, DataTypeError, ShapeError
+from .errors import ConfigError, DataError, DataTypeError, ShapeError
 
 
 def as_numbers(a, what):
@@ -11,7 +13,8 @@ def as_numbers(a, what):
     except (ValueError, TypeError) as e:  # ragged lists and the like
         raise DataTypeError(f"{what} must be a rectangular array of numbers, got {type(a).__name__} ({e})") from None
     if arr.dtype.kind not in "biuf":
-        raise DataTypeError(f"{what} must hold real numbers (bool, int or float), got dtype {arr.dtype}")
+        hint = " (convert it with .astype(float) if it holds numbers)" if arr.dtype.kind == "O" else ""
+        raise DataTypeError(f"{what} must hold real numbers (bool, int or float), got dtype {arr.dtype}{hint}")
     return arr
 
 
@@ -56,3 +59,15 @@ def check_Xy(X, y, n_features):
         raise DataError("cannot train on empty data: X has 0 samples")
     check_finite(y, "y")
     return X, y
+
+
+def check_int(name, value, low):
+    """``value`` as an int ≥ ``low``, else ConfigError (bools and floats are refused)."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+        raise ConfigError(f"{name} must be an integer ≥ {low}, got {value!r}")
+    return int(value)
+
+
+def check_seed(seed):
+    """A seed for ``numpy.random.default_rng``: None (fresh entropy) or an integer ≥ 0."""
+    return None if seed is None else check_int("seed", seed, 0)

@@ -163,14 +163,31 @@ class Backend:
     def _softmax_ce(self, z, onehot, need_grad):
         xp = self.xp
         n = z.shape[0]
-        row_max = xp.max(z, axis=1, keepdims=True)
-        row_sum = xp.sum(xp.exp(z - row_max), axis=1, keepdims=True)
+        row_max, _, _, row_sum = self._shifted_exp(z)
         # −Σ t log softmax(z) = Σ t (log Σ e^z − z); the elementwise math is in kernels.py.
         loss = xp.sum(kernels.softmax_ce_terms(self.math, z, row_max, row_sum, onehot)) / n
         grad = kernels.softmax_ce_grad(self.math, z, row_max, row_sum, onehot, n) if need_grad else None
         return loss, grad  # BP1: (softmax − y) / n
 
     _LOSSES = {"mse": _mse, "bce": _bce, "bce_logits": _bce_logits, "softmax_ce": _softmax_ce}
+
+    def _shifted_exp(self, z):
+        """Row max m, z − m, e^(z−m) and its row sums: every exponent is ≤ 0, so nothing overflows."""
+        xp = self.xp
+        row_max = xp.max(z, axis=1, keepdims=True)
+        shifted = z - row_max
+        exp = xp.exp(shifted)
+        return row_max, shifted, exp, xp.sum(exp, axis=1, keepdims=True)
+
+    def softmax(self, z):
+        """Row-wise softmax of a 2-D array, finite for any finite z."""
+        _, _, exp, total = self._shifted_exp(z)
+        return exp / total
+
+    def logsumexp(self, z):
+        """Row-wise log Σ e^z of a 2-D array, shape (n, 1), finite for any finite z."""
+        row_max, _, _, total = self._shifted_exp(z)
+        return row_max + self.xp.log(total)
 
     # ---- optimiser updates, in place ---------------------------------------------
 
@@ -199,6 +216,19 @@ class Backend:
         param[...] = new_param
         m[...] = new_m
         v[...] = new_v
+
+    def clip_grad_norm(self, grads, limit):
+        """``grads`` scaled by min(1, limit / (‖grads‖ + 1e-6)), ‖·‖ the L2 norm of all of them together.
+
+        The global-norm clip of PyTorch's ``clip_grad_norm_``; returns new arrays.
+        """
+        xp = self.xp
+        # ‖g‖ = m √Σ(g/m)² with m = max|g|: squaring large float32 gradients directly would overflow.
+        largest = xp.max(xp.stack([xp.max(xp.abs(g)) for g in grads]))
+        largest = xp.maximum(largest, xp.finfo(largest.dtype).smallest_normal)
+        total = largest * xp.sqrt(sum(xp.sum((g / largest) ** 2) for g in grads))
+        scale = xp.minimum(1.0, limit / (total + 1e-6))
+        return [g * scale for g in grads]
 
     def max_norm(self, W, limit):
         """Scale each unit's incoming weights (a column of W) to an L2 norm of at most ``limit``, in place."""
@@ -241,9 +271,14 @@ class Backend:
 
     # ---- compiled steps ----------------------------------------------------------------
 
-    def compile_step(self, net, loss, optimizer, gradient="backprop", max_norm=None, eps=1e-3, method="central"):
-        """The fastest training step this backend has for ``net``: here, the plain one."""
+    def compile_step(self, net, loss, optimizer, gradient="backprop", max_norm=None, clip_norm=None, eps=1e-3,
+                     method="central"):
+        """The fastest training step this backend has for ``net``: here, the plain one.
+
+        A faster step that cannot do everything asked (e.g. ``clip_norm``) returns this one instead.
+        """
         from ..step import PlainStep
 
-        return PlainStep(net, loss, optimizer, gradient=gradient, max_norm=max_norm, eps=eps, method=method)
+        return PlainStep(net, loss, optimizer, gradient=gradient, max_norm=max_norm, clip_norm=clip_norm, eps=eps,
+                         method=method)
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import ConfigError, lookup
 from ..gradients import prepare
-from ..step import PlainStep
+from ..step import PlainStep, check_repeats
 from .. import kernels
 from . import cuda_source
 from .base import Backend
@@ -293,16 +293,19 @@ class CupyBackend(Backend):
 
     # ---- compiled steps and CUDA graphs ------------------------------------------------------
 
-    def compile_step(self, net, loss, optimizer, gradient="backprop", max_norm=None, eps=1e-3, method="central"):
+    def compile_step(self, net, loss, optimizer, gradient="backprop", max_norm=None, clip_norm=None, eps=1e-3,
+                     method="central"):
         """A GraphStep when the step can be captured (see graph_unsupported_reason), else the plain step."""
         self._activate()
         options = dict(gradient=gradient, max_norm=max_norm, eps=eps, method=method)
         reason = graph_unsupported_reason(self, net, gradient)
+        if reason is None and clip_norm is not None:
+            reason = "gradient clipping (clip_norm) runs in the plain step"
         if reason is None:
             return GraphStep(self, net, loss, optimizer, **options)
         if self.graphs is True:
             warnings.warn(f"CUDA graphs were asked for but {reason}; using the plain step", stacklevel=3)
-        step = PlainStep(net, loss, optimizer, **options)
+        step = PlainStep(net, loss, optimizer, clip_norm=clip_norm, **options)
         step.kind = f"plain layer-by-layer step (no CUDA graph: {reason})"
         return step
 
@@ -406,9 +409,10 @@ class GraphStep(PlainStep):
 
     def repeat(self, X, y, n):
         """n full-batch steps; after the first, each is one graph launch with no copies."""
+        n = check_repeats(n)
         X, T = prepare(self.net, self.loss, X, y)
         loss = math.nan
-        for i in range(int(n)):
+        for i in range(n):
             loss = self._step(X, T, copy_inputs=i == 0)
         return self.net.backend.scalar(loss) if n else loss
 

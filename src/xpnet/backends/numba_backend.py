@@ -12,7 +12,7 @@ import types
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .. import optim
 from ..errors import lookup
@@ -36,7 +36,7 @@ def jit_variants(fn):
         clone = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + ("_par" if parallel else "_ser"),
                                    fn.__defaults__, fn.__closure__)
         clone.__qualname__ = clone.__name__
-        variants.append(njit(cache=M.CACHE, fastmath=mlp.FASTMATH, parallel=parallel)(clone))
+        variants.append(M.jit(clone, fastmath=M.FASTMATH, parallel=parallel))
     return tuple(variants)
 
 
@@ -81,40 +81,15 @@ def _adam_update(P, G, S1, S2, lr, beta1, beta2, eps, weight_decay, bias1, bias2
         P[k], S1[k], S2[k] = mlp._adam(M, P[k], g, S1[k], S2[k], lr, beta1, beta2, eps, bias1, bias2)
 
 
-def _losses(loss_code, pred, target, grad, bce_eps):
-    """Mean loss of row-major pred (n, k) against target; grad ← ∂loss/∂pred."""
-    n, k = pred.shape
-    total = 0.0
-    if loss_code == 3:
-        for r in prange(n):
-            top = pred[r, 0]
-            for j in range(1, k):
-                top = max(top, pred[r, j])
-            norm = 0.0
-            for j in range(k):
-                norm += M.exp(pred[r, j] - top)
-            for j in range(k):
-                total += mlp._softmax_ce_terms(M, pred[r, j], top, norm, target[r, j])
-                grad[r, j] = mlp._softmax_ce_grad(M, pred[r, j], top, norm, target[r, j], n)
-        return total / n
-    for r in prange(n):
-        for j in range(k):
-            a, y = pred[r, j], target[r, j]
-            if loss_code == 0:
-                total += mlp._squared_error(M, a, y)
-                grad[r, j] = mlp._squared_error_grad(M, a, y) / (n * k)
-            elif loss_code == 1:
-                p = M.clip(a, bce_eps, 1.0 - bce_eps)
-                total += mlp._cross_entropy(M, p, y)
-                grad[r, j] = mlp._cross_entropy_grad(M, p, y) / (n * k)
-            else:
-                total += mlp._ce_logits(M, a, y)
-                grad[r, j] = mlp._ce_logits_grad(M, a, y) / (n * k)
-    return total / (n * k)
+@M.jit
+def _dot(a, b):
+    out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+    np.dot(a, b, out)
+    return out
 
 
 _KERNELS = {f.__name__: jit_variants(f) for f in (_bias_activation, _activation, _activation_grad, _sgd_update,
-                                                  _rmsprop_update, _adam_update, _losses)}
+                                                  _rmsprop_update, _adam_update)}
 
 
 class NumbaBackend(NumpyBackend):
@@ -132,7 +107,7 @@ class NumbaBackend(NumpyBackend):
 
     def info(self):
         info = super().info()
-        info.update({"numba": numba.__version__, "threads": numba.config.NUMBA_NUM_THREADS,
+        info.update({"blas": _scipy_blas(), "numba": numba.__version__, "threads": numba.config.NUMBA_NUM_THREADS,
                      "threading layer": _threading_layer(), "parallel": self.parallel,
                      "cache": "off" if not M.CACHE else (numba.config.CACHE_DIR or "next to the sources")})
         return info
@@ -151,8 +126,16 @@ class NumbaBackend(NumpyBackend):
         self._kernel("_activation_grad", Z.size)(_code(activation), _as_2d(grad_a), Z, _as_2d(a), out, float(alpha))
         return out.reshape(z.shape)
 
+    def matmul(self, a, b):
+        """Through numba's np.dot, so that every product of this backend uses the one BLAS numba
+        links (SciPy's OpenBLAS): two BLAS thread pools spinning side by side slow both down."""
+        if a.dtype != b.dtype or a.dtype not in (np.float32, np.float64) or a.ndim != 2 or b.ndim != 2:
+            return super().matmul(a, b)
+        contiguous = lambda m: m if m.flags.c_contiguous or m.flags.f_contiguous else np.ascontiguousarray(m)  # noqa
+        return _dot(contiguous(a), contiguous(b))
+
     def dense_forward(self, x, W, b, activation, alpha):
-        Z = np.matmul(x, W)
+        Z = self.matmul(x, W)
         A = np.empty_like(Z)
         self._kernel("_bias_activation", Z.size)(_code(activation), Z, b, A, float(alpha))
         return Z, A
@@ -161,9 +144,11 @@ class NumbaBackend(NumpyBackend):
         code = mlp.LOSS_CODES.get(name)
         if code is None or pred.ndim != 2:
             return super().loss_and_grad(name, pred, target, need_grad)
-        grad = np.empty(pred.shape, dtype=pred.dtype)
-        loss = self._kernel("_losses", pred.size)(code, pred, target, grad, bce_clip(pred.dtype == np.float32))
-        return np.asarray(loss, dtype=pred.dtype), grad if need_grad else None
+        # The fused step's loss, on the transposed (outputs × samples) views it works with.
+        grad = np.empty(pred.shape[::-1], dtype=pred.dtype)
+        loss = mlp.output_loss(code, target, np.arange(len(pred)), 0, pred.T, grad, bce_clip(pred.dtype == np.float32),
+                               need_grad)
+        return np.asarray(loss, dtype=pred.dtype), grad.T if need_grad else None
 
     def sgd_update(self, param, grad, velocity, lr, momentum, nesterov, weight_decay):
         if not _flat_ok(param, grad, velocity):
@@ -192,21 +177,38 @@ class NumbaBackend(NumpyBackend):
 
     # ---- the fused step --------------------------------------------------------------
 
-    def compile_step(self, net, loss, optimizer, gradient="backprop", max_norm=None, eps=1e-3, method="central"):
+    def compile_step(self, net, loss, optimizer, gradient="backprop", max_norm=None, clip_norm=None, eps=1e-3,
+                     method="central"):
         reason = unsupported(net, loss, optimizer)
         if reason is not None:
-            step = super().compile_step(net, loss, optimizer, gradient=gradient, max_norm=max_norm, eps=eps,
-                                        method=method)
+            step = super().compile_step(net, loss, optimizer, gradient=gradient, max_norm=max_norm,
+                                        clip_norm=clip_norm, eps=eps, method=method)
             step.kind = f"plain layer-by-layer step (numba fused step unavailable: {reason})"
             return step
-        return FusedMLPStep(net, loss, optimizer, gradient=gradient, max_norm=max_norm, eps=eps, method=method)
+        return FusedMLPStep(net, loss, optimizer, gradient=gradient, max_norm=max_norm, clip_norm=clip_norm, eps=eps,
+                            method=method)
+
+
+def _scipy_blas():
+    """The BLAS numba's np.dot calls: SciPy's."""
+    try:
+        import scipy
+
+        blas = scipy.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return f"{blas.get('name', '?')} {blas.get('version', '')} (SciPy's)".strip()
+    except Exception:  # show_config's layout is not a stable API
+        return "SciPy's (version unknown)"
 
 
 def _threading_layer():
+    """The threading layer numba's prange loops run on (omp, tbb or workqueue)."""
     try:
+        from numba.np.ufunc import parallel
+
+        parallel._launch_threads()  # numba starts its pool lazily; this starts it without compiling anything
         return numba.threading_layer()
-    except ValueError:  # no parallel function has run yet in this process
-        return f"not started (configured: {numba.config.THREADING_LAYER})"
+    except (ImportError, AttributeError, ValueError) as e:  # private API: report rather than fail
+        return f"unknown ({type(e).__name__}; configured: {numba.config.THREADING_LAYER})"
 
 
 def _code(activation):
@@ -249,7 +251,8 @@ class FusedMLPStep:
                  clip_norm=None):
         from ..step import PlainStep
 
-        PlainStep(net, loss, optimizer, gradient=gradient, max_norm=max_norm, eps=eps, method=method)  # validates
+        PlainStep(net, loss, optimizer, gradient=gradient, max_norm=max_norm, clip_norm=clip_norm, eps=eps,
+                  method=method)  # validates the options as every step does
         self.net, self.loss, self.optimizer = net, loss, optimizer
         self.gradient = gradient
         self.gradient_code = 0 if gradient == "backprop" else (2 if method == "central" else 1)
@@ -265,6 +268,7 @@ class FusedMLPStep:
         self.views = self.state_views = None
         self.hp = np.zeros(mlp.N_HP)
         self.hp[mlp.MAX_NORM] = max_norm or 0.0
+        self.hp[mlp.CLIP_NORM] = clip_norm or 0.0
         self.hp[mlp.FD_EPS] = eps
         self.hp[mlp.BCE_EPS] = bce_clip(dtype == np.float32)
         self.loss_code = mlp.LOSS_CODES[loss.kernel]
@@ -341,12 +345,14 @@ class FusedMLPStep:
     def repeat(self, X, y, n):
         """n full-batch steps inside compiled code; returns the last loss as a float."""
         from ..gradients import prepare
+        from ..step import check_repeats
 
+        n = check_repeats(n)
         X, T = prepare(self.net, self.loss, X, y)
         if not n:
             return float("nan")
         rows = X.shape[0]
-        return float(self._train(X, T, np.arange(rows, dtype=np.int64), rows, int(n))[0])
+        return float(self._train(X, T, np.arange(rows, dtype=np.int64), rows, n)[0])
 
     def run_epoch(self, X, T, order, batch_size):
         """One pass over the rows in ``order`` (None: as they are), in batches, inside compiled code."""

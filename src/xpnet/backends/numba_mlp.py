@@ -6,51 +6,50 @@ flat array ``P`` (W1, b1, W2, b2, ... in get_weights() order, each W row-major
 with the same offsets. ``layout`` holds, per layer l, its fan-in
 ``layout[SIZE, l]`` (fan-out: ``layout[SIZE, l + 1]``), the offsets of its W
 and b, and its activation code. Activations are kept transposed, one row per
-unit and one column per sample (layer l's block is (units, m) at offset
-``m · Σ units below``), so the loops over the batch are innermost, contiguous
-and vectorisable, and large products go to BLAS as ``Wᵀ A`` without copies.
-Block 0 of ``A`` is the batch itself.
+unit and one column per sample: ``A`` is (Σ units, m), layer l's units are
+rows ``layout[ROW, l + 1]`` on, and rows 0.. hold the batch itself. So the
+loops over the batch are innermost, contiguous and index from 0 (numba can
+drop its negative-index checks and LLVM vectorises them), and large products
+go to BLAS as ``Wᵀ A`` on row blocks, without copies.
 
 The formulas are those of kernels.py, compiled on scalars through numba_math.
-The hot loop has no calls that pass arrays (each costs reference counting):
-``forward``, ``output_loss``, ``batch_gradient`` and ``update`` are inlined
-where they are called. ``train`` runs gradient and update back to back;
-``compute_gradient`` and ``apply_update`` are the same two halves as separate
-entries, so data-parallel training can average G over the ranks in between.
+The hot loop makes no calls that pass arrays (each costs reference counting):
+``batch_gradient`` and ``update`` are inlined into ``train``, which runs them
+back to back; ``compute_gradient`` and ``apply_update`` are the same two
+halves as separate entries, so data-parallel training can average G over the
+ranks in between.
 """
 import numpy as np
-from numba import njit
 
 from .. import kernels
 from . import numba_math as M
 
-CACHE = M.CACHE
-FASTMATH = {"contract", "reassoc"}  # FMA and reordered sums; NaN and inf are never assumed away
-
 ACTIVATION_CODES = {name: i for i, name in enumerate(kernels.ACTIVATIONS)}
 LOSS_CODES = {"mse": 0, "bce": 1, "bce_logits": 2, "softmax_ce": 3}
 OPTIMIZER_CODES = {"sgd": 0, "rmsprop": 1, "adam": 2}
-SIZE, W_OFFSET, B_OFFSET, ACTIVATION = range(4)  # rows of `layout`
+SIZE, W_OFFSET, B_OFFSET, ACTIVATION, ROW = range(5)  # rows of `layout`
 # Slots of the float64 hyperparameter array `hp`.
 LR, MOMENTUM, NESTEROV, RHO, BETA1, BETA2, EPS, WEIGHT_DECAY, MAX_NORM, CLIP_NORM, BCE_EPS, FD_EPS = range(12)
 N_HP = 12
 BLAS_MIN = 1 << 15  # multiply-adds in a product from which BLAS beats plain loops
+SMALL_BLOCK = 64  # activations up to which a scalar loop beats a call to a vectorised one
 
 
 def jit(fn):
-    return njit(cache=CACHE, fastmath=FASTMATH)(fn)
+    return M.jit(fn, fastmath=M.FASTMATH)
 
 
 def jit_inline(fn):
-    """For small scalar functions in hot loops: inlined where called, so the loop can vectorise."""
-    return njit(cache=CACHE, fastmath=FASTMATH, inline="always")(fn)
+    """For functions in hot loops: inlined where called, so the loop can vectorise."""
+    return M.jit(fn, fastmath=M.FASTMATH, inline="always")
 
 
 def make_layout(sizes, activations):
-    """The int64 (4, L+1) layout array of an MLP with these layer sizes and activation names."""
+    """The int64 (5, L+1) layout array of an MLP with these layer sizes and activation names."""
     L = len(sizes) - 1
-    layout = np.zeros((4, L + 1), dtype=np.int64)
+    layout = np.zeros((5, L + 1), dtype=np.int64)
     layout[SIZE] = sizes
+    layout[ROW] = np.cumsum([0] + list(sizes[:-1]))
     offset = 0
     for l in range(L):
         layout[W_OFFSET, l], layout[B_OFFSET, l] = offset, offset + sizes[l] * sizes[l + 1]
@@ -73,7 +72,7 @@ _weight_decayed, _sgd, _rmsprop, _adam = (jit(f) for f in (kernels.weight_decaye
 
 @jit_inline
 def activation(code, z, alpha):
-    """σ(z) for the activation with this code (the order of kernels.ACTIVATIONS)."""
+    """σ(z) for the activation with this code (the order of kernels.ACTIVATIONS), one number."""
     if code == 0:
         return _identity(M, z, alpha)
     elif code == 1:
@@ -91,7 +90,7 @@ def activation(code, z, alpha):
 
 @jit_inline
 def activation_grad(code, grad_a, z, a, alpha):
-    """grad_a ⊙ σ'(z) for the activation with this code."""
+    """grad_a ⊙ σ'(z) for the activation with this code, one number."""
     if code == 0:
         return _identity_g(M, grad_a, z, a, alpha)
     elif code == 1:
@@ -107,43 +106,94 @@ def activation_grad(code, grad_a, z, a, alpha):
     return _gelu_tanh_g(M, grad_a, z, a, alpha)
 
 
+@jit
+def activate(code, z, a, alpha):
+    """a = σ(z) on a block: the branch on the activation sits outside each row's loop, so that loop,
+    a straight run of one formula, vectorises."""
+    for j in range(z.shape[0]):
+        zj, aj = z[j], a[j]
+        if code == 0:
+            aj[:] = zj
+        elif code == 1:
+            for r in range(zj.shape[0]):
+                aj[r] = _sigmoid(M, zj[r], alpha)
+        elif code == 2:
+            for r in range(zj.shape[0]):
+                aj[r] = _tanh(M, zj[r], alpha)
+        elif code == 3:
+            for r in range(zj.shape[0]):
+                aj[r] = _relu(M, zj[r], alpha)
+        elif code == 4:
+            for r in range(zj.shape[0]):
+                aj[r] = _leaky_relu(M, zj[r], alpha)
+        elif code == 5:
+            for r in range(zj.shape[0]):
+                aj[r] = _gelu(M, zj[r], alpha)
+        else:
+            for r in range(zj.shape[0]):
+                aj[r] = _gelu_tanh(M, zj[r], alpha)
+
+
+@jit
+def activate_grad(code, delta, z, a, alpha):
+    """delta ← delta ⊙ σ'(z) on a block: ∂C/∂a becomes δ = ∂C/∂z (BP1 at the output, BP2's σ' factor below)."""
+    for j in range(z.shape[0]):
+        dj, zj, aj = delta[j], z[j], a[j]
+        if code == 1:
+            for r in range(zj.shape[0]):
+                dj[r] = _sigmoid_g(M, dj[r], zj[r], aj[r], alpha)
+        elif code == 2:
+            for r in range(zj.shape[0]):
+                dj[r] = _tanh_g(M, dj[r], zj[r], aj[r], alpha)
+        elif code == 3:
+            for r in range(zj.shape[0]):
+                dj[r] = _relu_g(M, dj[r], zj[r], aj[r], alpha)
+        elif code == 4:
+            for r in range(zj.shape[0]):
+                dj[r] = _leaky_relu_g(M, dj[r], zj[r], aj[r], alpha)
+        elif code == 5:
+            for r in range(zj.shape[0]):
+                dj[r] = _gelu_g(M, dj[r], zj[r], aj[r], alpha)
+        elif code == 6:
+            for r in range(zj.shape[0]):
+                dj[r] = _gelu_tanh_g(M, dj[r], zj[r], aj[r], alpha)
+        # code 0, identity: σ' = 1, nothing to do
+
+
 @jit_inline
 def forward(P, layout, alphas, m, Z, A):
-    """z = Wᵀa + b and a = σ(z), layer by layer, for the m samples in block 0 of A.
-
-    Returns the offset of the output block in A. Rows are taken as 1-D slices
-    (free in compiled code) so the loops over samples index from 0 and vectorise.
-    """
-    inp = 0
+    """z = Wᵀa + b and a = σ(z), layer by layer, for the m samples in the first rows of A."""
     for l in range(layout.shape[1] - 1):
         fan_in, fan_out = layout[SIZE, l], layout[SIZE, l + 1]
         wo, bo, code, alpha = layout[W_OFFSET, l], layout[B_OFFSET, l], layout[ACTIVATION, l], alphas[l]
-        out = inp + fan_in * m
+        inp, out = layout[ROW, l], layout[ROW, l + 1]
+        a_in, z, a = A[inp:out], Z[out:out + fan_out], A[out:out + fan_out]
         if fan_in * fan_out * m >= BLAS_MIN:
-            W = P[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out)
-            np.dot(W.T, A[inp:out].reshape(fan_in, m), Z[out:out + fan_out * m].reshape(fan_out, m))
+            np.dot(P[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out).T, a_in, z)
+        else:
+            z[:, :] = 0.0
+            for i in range(fan_in):
+                for j in range(fan_out):
+                    w = P[wo + i * fan_out + j]
+                    for r in range(m):
+                        z[j, r] += w * a_in[i, r]
+        for j in range(fan_out):
+            bias = P[bo + j]
+            for r in range(m):
+                z[j, r] += bias
+        if fan_out * m > SMALL_BLOCK:
+            activate(code, z, a, alpha)
         else:
             for j in range(fan_out):
-                z = Z[out + j * m:out + (j + 1) * m]
-                z[:] = 0.0
-                for i in range(fan_in):
-                    w, a_in = P[wo + i * fan_out + j], A[inp + i * m:inp + (i + 1) * m]
-                    for r in range(m):
-                        z[r] += a_in[r] * w
-        for j in range(fan_out):
-            z, a, bias = Z[out + j * m:out + (j + 1) * m], A[out + j * m:out + (j + 1) * m], P[bo + j]
-            for r in range(m):
-                z[r] += bias
-                a[r] = activation(code, z[r], alpha)
-        inp = out
-    return inp
+                for r in range(m):
+                    a[j, r] = activation(code, z[j, r], alpha)
 
 
 @jit_inline
-def output_loss(loss_code, Y, order, start, m, A, D, out, k, bce_eps, want_grad):
-    """Mean loss of the output block of A against targets Y[order[start:start+m]];
-    with want_grad, the same block of D ← ∂C/∂a, where backpropagation starts (BP1)."""
-    a, d = A[out:out + k * m].reshape(k, m), D[out:out + k * m].reshape(k, m)
+def output_loss(loss_code, Y, order, start, a, d, bce_eps, want_grad):
+    """Mean loss of the outputs ``a`` (k, m), sample r against target row Y[order[start + r]];
+    with want_grad, d ← ∂C/∂a, where backpropagation starts (BP1)."""
+    k, m = a.shape
     total = 0.0
     if loss_code == 3:  # softmax cross-entropy over the k logits of each sample
         for r in range(m):
@@ -197,31 +247,40 @@ def limit_norms(P, layout, limit):
 
 @jit
 def clip_gradient(G, limit):
-    """Rescale the whole gradient to a global L2 norm of at most ``limit``."""
+    """G ← G · min(1, limit / (‖G‖ + 1e-6)), ‖G‖ the L2 norm of the whole gradient (as Backend.clip_grad_norm).
+
+    ‖G‖ = m √Σ(g/m)² with m = max|g|, so squaring huge gradients cannot overflow.
+    """
+    largest = 0.0
+    for k in range(G.shape[0]):
+        largest = max(largest, abs(G[k]))
+    if largest == 0.0 or largest != largest:
+        return
     sq = 0.0
     for k in range(G.shape[0]):
-        sq += G[k] * G[k]
-    norm = M.sqrt(sq)
-    if norm > limit:
-        for k in range(G.shape[0]):
-            G[k] *= limit / norm
+        sq += (G[k] / largest) ** 2
+    scale = min(1.0, limit / (largest * M.sqrt(sq) + 1e-6))
+    for k in range(G.shape[0]):
+        G[k] *= scale
 
 
 @jit
 def finite_difference(Y, order, start, m, P, G, layout, alphas, loss_code, hp, central, Z, A, D):
     """G ← ∂C/∂θ by perturbing one parameter at a time (batch already in A); returns the loss at θ."""
-    k, eps, bce_eps = layout[SIZE, layout.shape[1] - 1], hp[FD_EPS], hp[BCE_EPS]
-    out = forward(P, layout, alphas, m, Z, A)
-    base = output_loss(loss_code, Y, order, start, m, A, D, out, k, bce_eps, False)
+    eps, bce_eps = hp[FD_EPS], hp[BCE_EPS]
+    row = layout[ROW, layout.shape[1] - 1]
+    out, d = A[row:], D[row:]  # the output rows; d stays untouched (no gradient wanted)
+    forward(P, layout, alphas, m, Z, A)
+    base = output_loss(loss_code, Y, order, start, out, d, bce_eps, False)
     for q in range(P.shape[0]):
         old = P[q]
         P[q] = old + eps
         forward(P, layout, alphas, m, Z, A)
-        plus = output_loss(loss_code, Y, order, start, m, A, D, out, k, bce_eps, False)
+        plus = output_loss(loss_code, Y, order, start, out, d, bce_eps, False)
         if central:
             P[q] = old - eps
             forward(P, layout, alphas, m, Z, A)
-            minus = output_loss(loss_code, Y, order, start, m, A, D, out, k, bce_eps, False)
+            minus = output_loss(loss_code, Y, order, start, out, d, bce_eps, False)
             G[q] = (plus - minus) / (2.0 * eps)
         else:
             G[q] = (plus - base) / eps
@@ -233,61 +292,58 @@ def finite_difference(Y, order, start, m, P, G, layout, alphas, loss_code, hp, c
 def batch_gradient(X, Y, order, start, m, load, P, G, layout, alphas, loss_code, hp, gradient, Z, A, D):
     """G ← ∂C/∂θ on the m rows order[start:start+m] of X, Y; returns their mean loss.
 
-    gradient: 0 backprop, 1 forward differences, 2 central differences.
-    load=False reuses the batch already transposed into block 0 of A.
+    Z, A, D: (Σ units, m) work views. gradient: 0 backprop, 1 forward differences, 2 central differences.
+    load=False reuses the batch already transposed into the first rows of A.
     """
     d, L = X.shape[1], layout.shape[1] - 1
-    k = layout[SIZE, L]
-    if load:  # the batch, transposed into block 0 of A
+    if load:  # the batch, transposed into the first rows of A
         for r in range(m):
             row = order[start + r]
             for i in range(d):
-                A[i * m + r] = X[row, i]
+                A[i, r] = X[row, i]
     if gradient != 0:
-        loss = finite_difference(Y, order, start, m, P, G, layout, alphas, loss_code, hp, gradient == 2, Z, A, D)
-    else:
-        out = forward(P, layout, alphas, m, Z, A)
-        loss = output_loss(loss_code, Y, order, start, m, A, D, out, k, hp[BCE_EPS], True)
-        # Backward: D holds ∂C/∂a of the output block (BP1 begins there).
-        for l in range(L - 1, -1, -1):
-            fan_in, fan_out = layout[SIZE, l], layout[SIZE, l + 1]
-            wo, bo, code, alpha = layout[W_OFFSET, l], layout[B_OFFSET, l], layout[ACTIVATION, l], alphas[l]
-            inp = out - fan_in * m
+        return finite_difference(Y, order, start, m, P, G, layout, alphas, loss_code, hp, gradient == 2, Z, A, D)
+    forward(P, layout, alphas, m, Z, A)
+    out = layout[ROW, L]
+    loss = output_loss(loss_code, Y, order, start, A[out:], D[out:], hp[BCE_EPS], True)
+    # Backward: D holds ∂C/∂a of the output rows (BP1 begins there).
+    for l in range(L - 1, -1, -1):
+        fan_in, fan_out = layout[SIZE, l], layout[SIZE, l + 1]
+        wo, bo, code, alpha = layout[W_OFFSET, l], layout[B_OFFSET, l], layout[ACTIVATION, l], alphas[l]
+        inp, out = layout[ROW, l], layout[ROW, l + 1]
+        a_in, z, a = A[inp:out], Z[out:out + fan_out], A[out:out + fan_out]
+        delta, delta_in = D[out:out + fan_out], D[inp:out]
+        if fan_out * m > SMALL_BLOCK:  # δ = ∂C/∂a ⊙ σ'(z)
+            activate_grad(code, delta, z, a, alpha)
+        elif code != 0:
             for j in range(fan_out):
-                delta = D[out + j * m:out + (j + 1) * m]
-                if code != 0:  # δ = ∂C/∂a ⊙ σ'(z)  (BP1 at the output, BP2's σ' factor below)
-                    z, a = Z[out + j * m:out + (j + 1) * m], A[out + j * m:out + (j + 1) * m]
-                    for r in range(m):
-                        delta[r] = activation_grad(code, delta[r], z[r], a[r], alpha)
-                s = 0.0
                 for r in range(m):
-                    s += delta[r]
-                G[bo + j] = s  # BP3: ∂C/∂b = δ, summed over the batch
-            big = fan_in * fan_out * m >= BLAS_MIN
-            if big:  # BP4: ∂C/∂W = a_in δᵀ
-                np.dot(A[inp:out].reshape(fan_in, m), D[out:out + fan_out * m].reshape(fan_out, m).T,
-                       G[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out))
+                    delta[j, r] = activation_grad(code, delta[j, r], z[j, r], a[j, r], alpha)
+        for j in range(fan_out):
+            s = 0.0
+            for r in range(m):
+                s += delta[j, r]
+            G[bo + j] = s  # BP3: ∂C/∂b = δ, summed over the batch
+        big = fan_in * fan_out * m >= BLAS_MIN
+        if big:  # BP4: ∂C/∂W = a_in δᵀ
+            np.dot(a_in, delta.T, G[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out))
+        else:
+            for i in range(fan_in):
+                for j in range(fan_out):
+                    s = 0.0
+                    for r in range(m):
+                        s += a_in[i, r] * delta[j, r]
+                    G[wo + i * fan_out + j] = s
+        if l > 0:  # BP2: ∂C/∂a of the layer below = W δ
+            if big:
+                np.dot(P[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out), delta, delta_in)
             else:
+                delta_in[:, :] = 0.0
                 for i in range(fan_in):
-                    a_in = A[inp + i * m:inp + (i + 1) * m]
                     for j in range(fan_out):
-                        delta, s = D[out + j * m:out + (j + 1) * m], 0.0
+                        w = P[wo + i * fan_out + j]
                         for r in range(m):
-                            s += a_in[r] * delta[r]
-                        G[wo + i * fan_out + j] = s
-            if l > 0:  # BP2: ∂C/∂a of the layer below = W δ
-                if big:
-                    np.dot(P[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out),
-                           D[out:out + fan_out * m].reshape(fan_out, m), D[inp:out].reshape(fan_in, m))
-                else:
-                    for i in range(fan_in):
-                        delta_in = D[inp + i * m:inp + (i + 1) * m]
-                        delta_in[:] = 0.0
-                        for j in range(fan_out):
-                            w, delta = P[wo + i * fan_out + j], D[out + j * m:out + (j + 1) * m]
-                            for r in range(m):
-                                delta_in[r] += w * delta[r]
-            out = inp
+                            delta_in[i, r] += w * delta[j, r]
     return loss
 
 
@@ -321,19 +377,27 @@ def update(P, G, S1, S2, layout, opt_code, hp, t):
 
 @jit
 def train(X, Y, order, batch_size, repeats, P, G, S1, S2, layout, alphas, loss_code, opt_code, hp, t, gradient,
-          Z, A, D, losses):
+          Zbuf, Abuf, Dbuf, losses):
     """``repeats`` passes over the rows of X, Y in ``order``, one training step per batch.
 
     gradient: 0 backprop, 1 forward differences, 2 central differences.
+    Zbuf, Abuf, Dbuf: flat work buffers of at least Σ units × batch_size.
     losses[b] ← the loss of batch b (before its update) in the last pass.
     Returns the optimiser's step count t (Adam's bias correction counts from 1).
     """
     n = order.shape[0]
+    L = layout.shape[1] - 1
+    rows = layout[ROW, L] + layout[SIZE, L]
     n_batches = (n + batch_size - 1) // batch_size
+    m = min(batch_size, n)
+    Z, A, D = Zbuf[:rows * m].reshape(rows, m), Abuf[:rows * m].reshape(rows, m), Dbuf[:rows * m].reshape(rows, m)
     for repeat in range(repeats):
         for b in range(n_batches):
             start = b * batch_size
-            m = min(batch_size, n - start)
+            if min(batch_size, n - start) != m:  # the short last batch: (rows, m) views of its own width
+                m = min(batch_size, n - start)
+                Z, A, D = (Zbuf[:rows * m].reshape(rows, m), Abuf[:rows * m].reshape(rows, m),
+                           Dbuf[:rows * m].reshape(rows, m))
             t += 1
             losses[b] = batch_gradient(X, Y, order, start, m, repeat == 0 or n_batches > 1, P, G, layout, alphas,
                                        loss_code, hp, gradient, Z, A, D)
@@ -342,9 +406,11 @@ def train(X, Y, order, batch_size, repeats, P, G, S1, S2, layout, alphas, loss_c
 
 
 @jit
-def compute_gradient(X, Y, order, P, G, layout, alphas, loss_code, hp, gradient, Z, A, D):
+def compute_gradient(X, Y, order, P, G, layout, alphas, loss_code, hp, gradient, Zbuf, Abuf, Dbuf):
     """Half a step, for data-parallel training: G ← ∂C/∂θ on rows ``order`` of X, Y; returns their mean loss."""
-    m = order.shape[0]
+    L, m = layout.shape[1] - 1, order.shape[0]
+    rows = layout[ROW, L] + layout[SIZE, L]
+    Z, A, D = Zbuf[:rows * m].reshape(rows, m), Abuf[:rows * m].reshape(rows, m), Dbuf[:rows * m].reshape(rows, m)
     return batch_gradient(X, Y, order, 0, m, True, P, G, layout, alphas, loss_code, hp, gradient, Z, A, D)
 
 

@@ -1,0 +1,325 @@
+"""Every bad input tried, as the code a user would write, and what it must give.
+
+tests/test_errors.py runs each row; docs/errors.md is this list rendered with
+the messages the rows really produce. After changing a row or a message,
+rewrite the page with:
+
+    PYTHONPATH=src python tests/error_cases.py > docs/errors.md
+"""
+import os
+import re
+import tempfile
+import warnings
+from collections import namedtuple
+from pathlib import Path
+
+import numpy as np
+
+import xpnet as xn
+from xpnet import checkpoint
+
+# Run before every row, in a fresh namespace; `tmp` is an empty scratch folder.
+PRELUDE = """\
+import numpy as np, xpnet as xn
+from xpnet import checkpoint
+X, y = np.zeros((4, 2)), np.array([0, 1, 1, 0])
+net = xn.MLP([2, 3, 2], seed=0)
+good = tmp / "good.npz"; xn.MLP([2, 64, 1], seed=0).save(good)"""
+
+Case = namedtuple("Case", "group name code error builtin fragment needs exact")
+
+
+def C(group, name, code, error, builtin, fragment, needs=(), exact=True):
+    """A row; ``exact=False`` when the message quotes text from Python or another library, which may change."""
+    return Case(group, name, code, error, builtin, fragment, needs, exact)
+
+
+E = xn.errors
+
+CASES = [
+    # ---- data -------------------------------------------------------------------------------
+    C("Data", "X and y of different lengths", 'net.fit(X, y[:3], loss="softmax_ce")', E.ShapeError, ValueError,
+      "same number of samples, got 4 and 3"),
+    C("Data", "wrong feature count (predict)", "net.predict(np.zeros((4, 3)))", E.ShapeError, ValueError,
+      "3 features per sample, the network expects 2"),
+    C("Data", "wrong feature count (fit)", 'net.fit(np.zeros((4, 5)), y, loss="softmax_ce")', E.ShapeError,
+      ValueError, "5 features per sample, the network expects 2"),
+    C("Data", "1-D X", "net.predict(np.zeros(2))", E.ShapeError, ValueError, "must be 2-D (samples, features), got shape (2,)"),
+    C("Data", "3-D X", "net.predict(np.zeros((1, 2, 2)))", E.ShapeError, ValueError, "got shape (1, 2, 2)"),
+    C("Data", "3-D y", "net.fit(X, np.zeros((4, 2, 1)))", E.ShapeError, ValueError, "got shape (4, 2, 1)"),
+    C("Data", "targets of the wrong width", "net.fit(X, np.zeros((4, 3)))", E.ShapeError, ValueError,
+      "shape (n, 2) for a network with 2 output(s), got (4, 3)"),
+    C("Data", "object array", "net.predict(np.array([[1.0, None]], dtype=object))", E.DataTypeError, TypeError,
+      "got dtype object"),
+    C("Data", "string array", 'net.predict(np.array([["1", "2"]]))', E.DataTypeError, TypeError, "got dtype <U1"),
+    C("Data", "complex array", "net.predict(np.zeros((1, 2), dtype=complex))", E.DataTypeError, TypeError,
+      "got dtype complex128"),
+    C("Data", "ragged rows", "net.predict([[1.0, 2.0], [1.0]])", E.DataTypeError, TypeError, "rectangular", exact=False),
+    C("Data", "string labels", 'net.fit(X, np.array(["a", "b", "b", "a"]), loss="softmax_ce")', E.DataTypeError,
+      TypeError, "y must hold real numbers"),
+    C("Data", "NaN in X", 'net.fit(np.array([[0, np.nan]] * 4), y, loss="softmax_ce")', E.DataError, ValueError,
+      "X must be finite, got nan at index (0, 1)"),
+    C("Data", "inf in X", "net.predict(np.array([[np.inf, 0.0]]))", E.DataError, ValueError,
+      "X must be finite, got inf at index (0, 0)"),
+    C("Data", "NaN in y", "xn.MLP([2, 1]).fit(X, np.array([0, np.nan, 1, 0]))", E.DataError, ValueError,
+      "y must be finite, got nan at index (1,)"),
+    C("Data", "inf in y", "xn.MLP([2, 1]).fit(X, np.array([0, 1, np.inf, 0]))", E.DataError, ValueError,
+      "y must be finite, got inf"),
+    C("Data", "empty data", "net.fit(np.zeros((0, 2)), np.zeros(0))", E.DataError, ValueError, "0 samples"),
+    C("Data", "label ≥ k for softmax_ce", 'net.fit(X, np.array([0, 1, 2, 0]), loss="softmax_ce")', E.DataError,
+      ValueError, "must lie in [0, 2) for 2 outputs, got values in [0, 2]"),
+    C("Data", "negative label for softmax_ce", 'net.fit(X, np.array([0, -1, 1, 0]), loss="softmax_ce")',
+      E.DataError, ValueError, "got values in [-1, 1]"),
+    C("Data", "non-integer label for softmax_ce", 'net.fit(X, np.array([0, 0.5, 1, 0]), loss="softmax_ce")',
+      E.DataError, ValueError, "whole numbers, got e.g. 0.5"),
+    C("Data", "BCE target outside [0, 1]", 'xn.MLP([2, 1]).fit(X, np.array([0, 2, 1, 0]), loss="bce")',
+      E.DataError, ValueError, "must lie in [0, 1], got values in [0, 2]"),
+    C("Data", "BCE-with-logits target outside [0, 1]",
+      'xn.MLP([2, 1]).fit(X, np.array([0, 1, -1, 0]), loss="bce_logits")', E.DataError, ValueError,
+      "got values in [-1, 1]"),
+    C("Data", "softmax_ce on one output", 'xn.MLP([2, 1]).fit(X, y, loss="softmax_ce")', E.ConfigError, ValueError,
+      "at least 2 outputs"),
+    C("Data", "validation_data that is not a pair", 'net.fit(X, y, loss="softmax_ce", validation_data=X)',
+      E.ConfigError, ValueError, "pair (X_val, y_val), got ndarray"),
+    C("Data", "validation_data with the wrong features",
+      'net.fit(X, y, loss="softmax_ce", validation_data=(np.zeros((2, 3)), y[:2]))', E.ShapeError, ValueError,
+      "3 features per sample, the network expects 2"),
+    C("Data", "validation_split outside [0, 1)", 'net.fit(X, y, loss="softmax_ce", validation_split=1.0)',
+      E.ConfigError, ValueError, "validation_split must be in [0, 1), got 1.0"),
+    # ---- training settings -------------------------------------------------------------------
+    C("Training settings", "batch_size 0", 'net.fit(X, y, loss="softmax_ce", batch_size=0)', E.ConfigError,
+      ValueError, "batch_size must be an integer ≥ 1, got 0"),
+    C("Training settings", "negative batch_size", 'net.fit(X, y, loss="softmax_ce", batch_size=-8)', E.ConfigError,
+      ValueError, "got -8"),
+    C("Training settings", "fractional batch_size", 'net.fit(X, y, loss="softmax_ce", batch_size=2.5)',
+      E.ConfigError, ValueError, "got 2.5"),
+    C("Training settings", "batch_size larger than the data (clipped, training goes on)",
+      'net.fit(X, y, loss="softmax_ce", batch_size=64, progress=False)', UserWarning, Warning,
+      "batch_size=64 is larger than the 4 training samples; using 4"),
+    C("Training settings", "negative epochs", 'net.fit(X, y, loss="softmax_ce", epochs=-1)', E.ConfigError,
+      ValueError, "epochs must be an integer ≥ 0, got -1"),
+    C("Training settings", "fractional epochs", 'net.fit(X, y, loss="softmax_ce", epochs=1.5)', E.ConfigError,
+      ValueError, "got 1.5"),
+    C("Training settings", "lr = 0", "xn.optim.SGD(lr=0)", E.ConfigError, ValueError,
+      "lr must be a number in (0.0, inf), got 0"),
+    C("Training settings", "negative lr", "xn.optim.Adam(lr=-0.1)", E.ConfigError, ValueError, "got -0.1"),
+    C("Training settings", "NaN lr", 'xn.optim.RMSProp(lr=float("nan"))', E.ConfigError, ValueError, "got nan"),
+    C("Training settings", "lr given as text", 'xn.optim.SGD(lr="0.1")', E.ConfigError, ValueError, "got '0.1'"),
+    C("Training settings", "momentum ≥ 1", "xn.optim.SGD(lr=0.1, momentum=1.5)", E.ConfigError, ValueError,
+      "momentum must be a number in [0.0, 1.0), got 1.5"),
+    C("Training settings", "Nesterov without momentum", "xn.optim.SGD(lr=0.1, nesterov=True)", E.ConfigError,
+      ValueError, "needs momentum > 0"),
+    C("Training settings", "max_norm ≤ 0", 'net.fit(X, y, loss="softmax_ce", max_norm=0)', E.ConfigError,
+      ValueError, "max_norm must be a positive number or None, got 0"),
+    C("Training settings", "clip_norm ≤ 0", 'net.fit(X, y, loss="softmax_ce", clip_norm=-1.0)', E.ConfigError,
+      ValueError, "clip_norm must be a positive number or None, got -1.0"),
+    C("Training settings", "NaN clip_norm", 'net.compile("mse", "sgd", clip_norm=float("nan"))', E.ConfigError,
+      ValueError, "got nan"),
+    C("Training settings", "early-stopping patience 0", 'net.fit(X, y, loss="softmax_ce", early_stopping=0)',
+      E.ConfigError, ValueError, "patience must be a positive integer, got 0"),
+    C("Training settings", "early stopping on val_loss without validation data",
+      'net.fit(X, y, loss="softmax_ce", early_stopping=xn.EarlyStopping(monitor="val_loss"))', E.ConfigError,
+      ValueError, "needs validation_data or validation_split"),
+    C("Training settings", "negative seed", 'net.fit(X, y, loss="softmax_ce", seed=-1)', E.ConfigError, ValueError,
+      "seed must be an integer ≥ 0, got -1"),
+    C("Training settings", "seed given as text", 'xn.MLP([2, 1], seed="42")', E.ConfigError, ValueError,
+      "got '42'"),
+    C("Training settings", "checkpoint every 0 epochs",
+      'net.fit(X, y, loss="softmax_ce", checkpoint=tmp / "run", every=0)', E.ConfigError, ValueError,
+      "every must be an integer ≥ 1, got 0"),
+    C("Training settings", "checkpoint folder that is not a path", 'net.fit(X, y, loss="softmax_ce", checkpoint=5)',
+      E.ConfigError, ValueError, "folder path or None, got 5"),
+    C("Training settings", "predict batch_size 0", "net.predict(X, batch_size=0)", E.ConfigError, ValueError,
+      "got 0"),
+    C("Training settings", "negative number of repeated steps", 'net.compile("mse", "sgd").repeat(X, np.eye(2)[y], -1)',
+      E.ConfigError, ValueError, "n ≥ 0, got -1"),
+    # ---- names and layers -------------------------------------------------------------------------
+    C("Names and layers", "unknown activation", 'xn.MLP([2, 2], activation="rleu")', E.ConfigError, ValueError,
+      "Did you mean 'relu'?"),
+    C("Names and layers", "unknown loss", 'net.fit(X, y, loss="softmax")', E.ConfigError, ValueError,
+      "Did you mean 'softmax_ce'?"),
+    C("Names and layers", "unknown optimiser", 'net.fit(X, y, optimizer="adamw")', E.ConfigError, ValueError,
+      "Did you mean 'adam'?"),
+    C("Names and layers", "unknown initialiser", 'xn.MLP([2, 2], init="he_normal")', E.ConfigError, ValueError,
+      "Did you mean 'he_uniform'?"),
+    C("Names and layers", "unknown backend", 'xn.use("numbaa")', E.ConfigError, ValueError, "Did you mean 'numba'?"),
+    C("Names and layers", "unknown gradient method", 'net.compile("mse", "sgd", gradient="finite_differences")',
+      E.ConfigError, ValueError, "Did you mean 'finite_difference'?"),
+    C("Names and layers", "unsupported dtype", 'xn.MLP([2, 2], dtype="float16")', E.ConfigError, ValueError,
+      "dtype must be one of ('float32', 'float64'), got 'float16'"),
+    C("Names and layers", "Dropout p = 1", "xn.layers.Dropout(1.0)", E.ConfigError, ValueError,
+      "Dropout p must be a number in [0, 1), got 1.0"),
+    C("Names and layers", "Dropout p < 0", "xn.MLP([2, 8, 1], dropout=-0.1)", E.ConfigError, ValueError, "got -0.1"),
+    C("Names and layers", "Dropout p given as text", 'xn.layers.Dropout("0.5")', E.ConfigError, ValueError,
+      "got '0.5'"),
+    C("Names and layers", "fewer than two layer sizes", "xn.MLP([2])", E.ConfigError, ValueError,
+      "at least 2 layer widths"),
+    C("Names and layers", "a layer of width 0", "xn.layers.Dense(2, 0)", E.ConfigError, ValueError,
+      "fan_out must be a positive integer, got 0"),
+    C("Names and layers", "layers that do not chain", "xn.Sequential([xn.layers.Dense(2, 3), xn.layers.Dense(4, 1)])",
+      E.ShapeError, ValueError, "3 outputs feed a layer expecting 4 inputs"),
+    C("Names and layers", "set_weights with too few arrays", "net.set_weights(net.get_weights()[:3])", E.ShapeError,
+      ValueError, "expected 4 arrays (W1, b1, W2, b2), got 3"),
+    C("Names and layers", "set_weights with a wrong shape", "net.set_weights([w.T for w in net.get_weights()])",
+      E.ShapeError, ValueError, "W1 must have shape (2, 3), got (3, 2)"),
+    C("Names and layers", "set_weights with NaN", "net.set_weights([w * np.nan for w in net.get_weights()])",
+      E.DataError, ValueError, "W1 must be finite"),
+    # ---- backends and devices --------------------------------------------------------------------
+    C("Backends and devices", "a backend that is not installed", 'xn.use("cupy")', E.BackendUnavailableError,
+      ImportError, "To fix: pip install 'xpnet[cuda12]'", needs=("no cupy",), exact=False),
+    C("Backends and devices", "an option the backend does not take", 'xn.get_backend("numpy", device="gpu")',
+      E.ConfigError, ValueError, "bad options for backend 'numpy'", exact=False),
+    C("Backends and devices", "a torch tensor for a NumPy network",
+      "import torch; net.predict(torch.zeros(3, 2))", E.DeviceError, TypeError,
+      "expected a NumPy array or an array of backend 'numpy', got torch.Tensor", needs=("torch",)),
+    C("Backends and devices", "an array on another device",
+      'on1 = xn.MLP([2, 1], backend=xn.get_backend("array_api_strict", device="device1")); '
+      'on1.predict(xn.get_backend("array_api_strict", device="device2").asarray(np.zeros((3, 2))))',
+      E.DeviceError, TypeError, "the network on array_api_strict.Device('device1')", needs=("array_api_strict",)),
+    # ---- numerics ---------------------------------------------------------------------------------
+    C("Numerics", "a loss that overflows to NaN in a mini-batch",
+      'xn.MLP([2, 8, 1], activation="relu", seed=0).fit(np.full((8, 2), 1e3), np.full(8, 1e3), '
+      'optimizer=xn.optim.SGD(1.0), epochs=30, batch_size=4, progress=False)', E.DivergenceError, FloatingPointError,
+      "the training loss became nan in epoch 2, batch 2 of 2; the net and optimiser keep the state they had after "
+      "epoch 1"),
+    C("Numerics", "a learning rate so large the weights overflow",
+      'xn.MLP([2, 8, 1], activation="relu", seed=0).fit(np.full((8, 2), 1e3), np.full(8, 1e3), '
+      'optimizer=xn.optim.SGD(10.0), epochs=30, progress=False)', E.DivergenceError, FloatingPointError,
+      "last update of epoch 3 (batch 1 of 1); the net and optimiser keep the state they had after epoch 2"),
+    # ---- checkpoints ------------------------------------------------------------------------------
+    C("Checkpoints", "missing file", 'xn.load(tmp / "nothing.npz")', E.CheckpointError, ValueError,
+      "cannot read checkpoint tmp/nothing.npz: No such file or directory"),
+    C("Checkpoints", "a folder", "xn.load(tmp)", E.CheckpointError, ValueError, "Is a directory"),
+    C("Checkpoints", "empty file", '(tmp / "e.npz").write_bytes(b""); xn.load(tmp / "e.npz")', E.CheckpointError,
+      ValueError, "tmp/e.npz is empty"),
+    C("Checkpoints", "not a zip file", '(tmp / "g.npz").write_bytes(b"hello" * 100); xn.load(tmp / "g.npz")',
+      E.CheckpointError, ValueError, "not a readable xpnet checkpoint (corrupt or truncated?): BadZipFile"),
+    C("Checkpoints", "truncated file", '(tmp / "t.npz").write_bytes(good.read_bytes()[:900]); xn.load(tmp / "t.npz")',
+      E.CheckpointError, ValueError, "corrupt or truncated?"),
+    C("Checkpoints", "a flipped bit in the weights",
+      'data = bytearray(good.read_bytes()); data[data.index(b"W1.npy") + 300] ^= 1; '
+      '(tmp / "f.npz").write_bytes(data); xn.load(tmp / "f.npz")', E.CheckpointError, ValueError, "Bad CRC-32"),
+    C("Checkpoints", "a .npz from elsewhere", 'np.savez(tmp / "o.npz", a=np.zeros(3)); xn.load(tmp / "o.npz")',
+      E.CheckpointError, ValueError, "a .npz but not an xpnet checkpoint (no __xpnet_header__ entry)"),
+    C("Checkpoints", "a pickled object inside",
+      'np.savez(tmp / "p.npz", __xpnet_header__=np.array([{}], dtype=object)); xn.load(tmp / "p.npz")',
+      E.CheckpointError, ValueError, "only a pickle can load"),
+    C("Checkpoints", "a header that is not JSON",
+      'np.savez(tmp / "j.npz", __xpnet_header__=np.frombuffer(b"{oops", np.uint8)); xn.load(tmp / "j.npz")',
+      E.CheckpointError, ValueError, "JSONDecodeError", exact=False),
+    C("Checkpoints", "a header of another format",
+      'np.savez(tmp / "h.npz", __xpnet_header__=np.frombuffer(b\'{"format": "keras"}\', np.uint8)); '
+      'xn.load(tmp / "h.npz")', E.CheckpointError, ValueError,
+      "header format is 'keras', expected 'xpnet-checkpoint'"),
+    C("Checkpoints", "a header that describes no network",
+      'checkpoint.save(tmp / "c.npz", {"class": "MLP", "sizes": [2, -3], "dtype": "float32"}, {}); '
+      'xn.load(tmp / "c.npz")', E.CheckpointError, ValueError, "does not describe a network xpnet can build"),
+    C("Checkpoints", "weights of the wrong shape",
+      'checkpoint.save(tmp / "s.npz", net.config(), dict(zip(net.param_names(), [w.T for w in net.get_weights()]))); '
+      'xn.load(tmp / "s.npz")', E.CheckpointError, ValueError, "array W1 is (3, 2) float32, expected (2, 3) float32"),
+    C("Checkpoints", "weights of the wrong dtype",
+      'checkpoint.save(tmp / "d.npz", net.config(), {k: w.astype(np.float64) for k, w in '
+      'zip(net.param_names(), net.get_weights())}); xn.load(tmp / "d.npz")', E.CheckpointError, ValueError,
+      "array W1 is (2, 3) float64, expected (2, 3) float32"),
+    C("Checkpoints", "a missing weight array",
+      'checkpoint.save(tmp / "m.npz", net.config(), dict(zip(net.param_names()[:3], net.get_weights()))); '
+      'xn.load(tmp / "m.npz")', E.CheckpointError, ValueError, "missing array b2; expected (2,) float32"),
+    C("Checkpoints", "NaN weights",
+      'w = net.get_weights(); w[0][0, 0] = np.nan; '
+      'checkpoint.save(tmp / "n.npz", net.config(), dict(zip(net.param_names(), w))); xn.load(tmp / "n.npz")',
+      E.CheckpointError, ValueError, "W1 must be finite, got nan at index (0, 0)"),
+    C("Checkpoints", "resume from a missing file", 'net.fit(X, y, loss="softmax_ce", resume=tmp / "no.npz")',
+      E.CheckpointError, ValueError, "cannot read checkpoint tmp/no.npz"),
+    C("Checkpoints", "resume from a folder with no checkpoints", 'net.fit(X, y, loss="softmax_ce", resume=tmp)',
+      E.CheckpointError, ValueError, "no checkpoint in tmp"),
+    C("Checkpoints", "resume from a saved network (no training state)",
+      'net.save(tmp / "w.npz"); net.fit(X, y, loss="softmax_ce", resume=tmp / "w.npz")', E.CheckpointError,
+      ValueError, "holds a network but no training state"),
+    C("Checkpoints", "resume with another network",
+      'net.fit(X, y, loss="softmax_ce", checkpoint=tmp / "run"); '
+      'xn.MLP([2, 5, 2]).fit(X, y, loss="softmax_ce", resume=tmp / "run")', E.CheckpointError, ValueError,
+      "was written for another network: MLP[Dense(2→3, tanh), Dense(3→2, identity)] float32"),
+    C("Checkpoints", "resume with other settings",
+      'net.fit(X, y, loss="softmax_ce", checkpoint=tmp / "run"); '
+      'net.fit(X, y, loss="softmax_ce", batch_size=2, resume=tmp / "run")', E.ConfigError, ValueError,
+      "batch_size=4 there, 2 here"),
+]
+
+
+def skip_reason(case):
+    """Why ``case`` cannot run here, or None."""
+    for need in case.needs:
+        if need == "no cupy" and "cupy" in xn.backends.available():
+            return "cupy is installed here, so no backend is missing"
+        if need != "no cupy" and xn.backends.unavailable_reason(need) is not None:
+            return f"needs the {need} backend: {xn.backends.unavailable_reason(need)}"
+    return None
+
+
+def run(case, tmp):
+    """The exception (or warning) ``case`` raises, and its message with the scratch folder written as ``tmp``."""
+    namespace = {"tmp": Path(tmp)}
+    exec(PRELUDE, namespace)
+    got = None
+    with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
+        warnings.simplefilter("always")
+        try:
+            exec(case.code, namespace)
+        except Exception as e:  # noqa: BLE001  (what came out is what we check)
+            got = e
+    if got is None:
+        got = next((w.message for w in caught if isinstance(w.message, case.error)), None)
+    message = "" if got is None else str(got).replace(str(Path(tmp)), "tmp")
+    return got, message
+
+
+def render():
+    """docs/errors.md: every case, grouped, with the message it gives on this machine."""
+    lines = ["# Errors: every bad input tried, and what you get", "",
+             "Every error xpnet raises on purpose is an `xn.errors.XpnetError` and also the built-in exception",
+             "a Python user would catch (`ValueError`, `TypeError`, `ImportError`, `FloatingPointError`). Each row",
+             "below is run, on the numpy backend, by `tests/test_errors.py`, which checks the class and that the",
+             "message is the one shown here (rows marked * quote Python or another library, so only their xpnet",
+             "part is checked); `tests/error_cases.py` holds the list and rewrites this page. Each row runs after:",
+             "",
+             "```python", PRELUDE, "```", ""]
+    group = None
+    with tempfile.TemporaryDirectory() as tmp, xn.use("numpy"):  # as the tests run them
+        for case in CASES:
+            if case.group != group:
+                group = case.group
+                lines += ["", f"## {group}", "", "| bad input | code | error | also a | message |",
+                          "|---|---|---|---|---|"]
+            reason = skip_reason(case)
+            if reason:
+                raise SystemExit(f"cannot render {case.name!r}: {reason}")
+            workdir = Path(tmp) / f"case{CASES.index(case)}"
+            workdir.mkdir()
+            got, message = run(case, workdir)
+            if not isinstance(got, case.error):
+                raise SystemExit(f"{case.name!r} gave {got!r}, expected {case.error.__name__}")
+            lines.append("| " + " | ".join([escape(case.name) + ("" if case.exact else " *"), f"`{escape(case.code)}`",
+                                             case.error.__name__,
+                                             case.builtin.__name__, escape(message)]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def escape(text):
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def documented(path):
+    """{bad input: (error, also a, message)} from the rendered page."""
+    rows = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if len(cells) == 5 and cells[0] not in ("bad input", "---"):
+            rows[cells[0].removesuffix(" *")] = (cells[2], cells[3], cells[4])
+    return rows
+
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "errors.md"
+
+if __name__ == "__main__":
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    print(render(), end="")

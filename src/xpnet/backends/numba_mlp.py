@@ -354,14 +354,14 @@ def update(P, G, S1, S2, layout, opt_code, hp, t):
     if hp[CLIP_NORM] > 0.0:
         clip_gradient(G, hp[CLIP_NORM])
     # kernels.py's formulas on every parameter.
-    if opt_code == 0:
+    if opt_code == 0 and hp[MOMENTUM] == 0.0:  # plain SGD: w ← w − lr g
+        for q in range(P.shape[0]):
+            P[q] = P[q] - lr * _weight_decayed(M, P[q], G[q], wd)
+    elif opt_code == 0:
         momentum, nesterov = hp[MOMENTUM], hp[NESTEROV] != 0.0
         for q in range(P.shape[0]):
             g = _weight_decayed(M, P[q], G[q], wd)
-            if momentum == 0.0:
-                P[q] = P[q] - lr * g
-            else:
-                P[q], S1[q] = _sgd(M, P[q], g, S1[q], lr, momentum, nesterov)
+            P[q], S1[q] = _sgd(M, P[q], g, S1[q], lr, momentum, nesterov)
     elif opt_code == 1:
         for q in range(P.shape[0]):
             g = _weight_decayed(M, P[q], G[q], wd)

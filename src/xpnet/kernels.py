@@ -32,7 +32,8 @@ def identity_grad(xp, grad_a, z, a, alpha):
 def sigmoid(xp, z, alpha):
     # exp of -|z| only, so it never overflows: σ(z) = 1/(1+e^-z) for z ≥ 0, e^z/(1+e^z) below.
     e = xp.exp(-xp.abs(z))
-    return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    s = 1.0 / (1.0 + e)
+    return xp.where(z >= 0, s, e * s)
 
 
 def sigmoid_grad(xp, grad_a, z, a, alpha):
@@ -139,7 +140,8 @@ def cross_entropy_logits(xp, z, target):
 
 def cross_entropy_logits_grad(xp, z, target):
     e = xp.exp(-xp.abs(z))  # σ(z) − t, σ as in sigmoid() (no calls between kernels: numba compiles each alone)
-    return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)) - target
+    s = 1.0 / (1.0 + e)
+    return xp.where(z >= 0, s, e * s) - target
 
 
 # Softmax cross-entropy, elementwise once each row's max and Σ e^{z−max} are

@@ -170,17 +170,20 @@ def forward(P, layout, alphas, m, Z, A):
         a_in, z, a = A[inp:out], Z[out:out + fan_out], A[out:out + fan_out]
         if fan_in * fan_out * m >= BLAS_MIN:
             np.dot(P[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out).T, a_in, z)
+            for j in range(fan_out):
+                bias = P[bo + j]
+                for r in range(m):
+                    z[j, r] += bias
         else:
-            z[:, :] = 0.0
+            for j in range(fan_out):
+                bias = P[bo + j]
+                for r in range(m):
+                    z[j, r] = bias
             for i in range(fan_in):
                 for j in range(fan_out):
                     w = P[wo + i * fan_out + j]
                     for r in range(m):
                         z[j, r] += w * a_in[i, r]
-        for j in range(fan_out):
-            bias = P[bo + j]
-            for r in range(m):
-                z[j, r] += bias
         if fan_out * m > SMALL_BLOCK:
             activate(code, z, a, alpha)
         else:
@@ -296,11 +299,11 @@ def batch_gradient(X, Y, order, start, m, load, P, G, layout, alphas, loss_code,
     load=False reuses the batch already transposed into the first rows of A.
     """
     d, L = X.shape[1], layout.shape[1] - 1
-    if load:  # the batch, transposed into the first rows of A
-        for r in range(m):
-            row = order[start + r]
+    if load:  # the batch, transposed into the first rows of A, 16 samples at a time so that both
+        for r0 in range(0, m, 16):  # the rows read and the rows written stay in cache
             for i in range(d):
-                A[i, r] = X[row, i]
+                for r in range(r0, min(r0 + 16, m)):
+                    A[i, r] = X[order[start + r], i]
     if gradient != 0:
         return finite_difference(Y, order, start, m, P, G, layout, alphas, loss_code, hp, gradient == 2, Z, A, D)
     forward(P, layout, alphas, m, Z, A)

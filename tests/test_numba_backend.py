@@ -233,6 +233,17 @@ def test_fused_blas_path_matches_plain(rng):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
+def test_fused_blas_path_with_shuffled_batches_matches_plain(rng):
+    """Mini-batches of 24 go to BLAS (the batch loaded as rows); the short last one, 16 rows, to plain loops."""
+    from xpnet.backends.numba_mlp import BLAS_MIN
+
+    X, y = rng.standard_normal((64, 40)), rng.integers(0, 10, 64)
+    assert 40 * 48 * 16 < BLAS_MIN <= 40 * 48 * 24
+    fused, plain = twin_runs([40, 48, 10], "tanh", "softmax_ce", OPTIMIZERS["adam"], (X, y), steps=25, batch_size=24)
+    for a, b in zip(fused, plain):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize("method", ["forward", "central"])
 def test_fused_finite_differences_match_plain(method, rng):
     X, y = xn.datasets.xor()

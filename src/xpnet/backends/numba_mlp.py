@@ -7,7 +7,9 @@ with the same offsets. ``layout`` holds, per layer l, its fan-in
 ``layout[SIZE, l]`` (fan-out: ``layout[SIZE, l + 1]``), the offsets of its W
 and b, and its activation code. Activations are kept transposed, one row per
 unit and one column per sample: ``A`` is (Σ units, m), layer l's units are
-rows ``layout[ROW, l + 1]`` on, and rows 0.. hold the batch itself. So the
+rows ``layout[ROW, l + 1]`` on, and rows 0.. hold the batch itself
+(transposed, or as plain (m, d) rows in that space when the first layer's
+products go to BLAS, which reads them transposed for free). So the
 loops over the batch are innermost, contiguous and index from 0 (numba can
 drop its negative-index checks and LLVM vectorises them), and large products
 go to BLAS as ``Wᵀ A`` on row blocks, without copies.
@@ -169,7 +171,11 @@ def forward(P, layout, alphas, m, Z, A):
         inp, out = layout[ROW, l], layout[ROW, l + 1]
         a_in, z, a = A[inp:out], Z[out:out + fan_out], A[out:out + fan_out]
         if fan_in * fan_out * m >= BLAS_MIN:
-            np.dot(P[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out).T, a_in, z)
+            W = P[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out)
+            if l == 0:  # the batch sits in block 0 as rows (see batch_gradient)
+                np.dot(W.T, A[:fan_in].reshape(m, fan_in).T, z)
+            else:
+                np.dot(W.T, a_in, z)
             for j in range(fan_out):
                 bias = P[bo + j]
                 for r in range(m):
@@ -299,7 +305,11 @@ def batch_gradient(X, Y, order, start, m, load, P, G, layout, alphas, loss_code,
     load=False reuses the batch already transposed into the first rows of A.
     """
     d, L = X.shape[1], layout.shape[1] - 1
-    if load:  # the batch, transposed into the first rows of A, 16 samples at a time so that both
+    if load and d * layout[SIZE, 1] * m >= BLAS_MIN:  # block 0 of A holds the batch as rows (m, d): BLAS
+        rows = A[:d].reshape(m, d)                      # reads it transposed, so no copy needs transposing
+        for r in range(m):
+            rows[r, :] = X[order[start + r]]
+    elif load:  # the batch, transposed into the first rows of A, 16 samples at a time so that both
         for r0 in range(0, m, 16):  # the rows read and the rows written stay in cache
             for i in range(d):
                 for r in range(r0, min(r0 + 16, m)):
@@ -329,7 +339,11 @@ def batch_gradient(X, Y, order, start, m, load, P, G, layout, alphas, loss_code,
             G[bo + j] = s  # BP3: ∂C/∂b = δ, summed over the batch
         big = fan_in * fan_out * m >= BLAS_MIN
         if big:  # BP4: ∂C/∂W = a_in δᵀ
-            np.dot(a_in, delta.T, G[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out))
+            grad_W = G[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out)
+            if l == 0:  # the batch as rows
+                np.dot(A[:fan_in].reshape(m, fan_in).T, delta.T, grad_W)
+            else:
+                np.dot(a_in, delta.T, grad_W)
         else:
             for i in range(fan_in):
                 for j in range(fan_out):

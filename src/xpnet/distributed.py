@@ -38,7 +38,7 @@ import numpy as np
 
 from .errors import BackendUnavailableError, ConfigError, DataError
 from .gradients import prepare
-from .step import check_repeats
+from .step import Step, check_repeats
 
 INSTALL = "pip install 'xpnet[mpi]' (mpi4py with the MPICH wheel), or mpi4py built against your cluster's MPI"
 
@@ -292,7 +292,7 @@ def data_parallel(net, distributed):
     return DataParallel(net)
 
 
-class DistributedStep:
+class DistributedStep(Step):
     """A compiled step whose every batch is split over the ranks; same methods as PlainStep.
 
     Each rank computes the gradient of its shard of the batch (``inner.gradients``),
@@ -311,11 +311,6 @@ class DistributedStep:
 
     def __repr__(self):
         return f"<{self.kind}: {self.net.backend.name}, loss={self.loss!r}, optimizer={self.optimizer!r}>"
-
-    def __call__(self, X, y):
-        """One step on the global batch (X, y); returns its loss as a float."""
-        X, T = prepare(self.net, self.loss, X, y)
-        return self.net.backend.scalar(self.step(X, T))
 
     def repeat(self, X, y, n):
         """n full-batch steps; returns the loss of the last one as a float."""

@@ -16,7 +16,9 @@ from numba import prange
 
 from .. import optim
 from ..errors import lookup
+from ..gradients import prepare
 from ..layers import Dense, Dropout
+from ..step import PlainStep, Step, check_repeats
 from . import numba_math as M
 from . import numba_mlp as mlp
 from .base import bce_clip
@@ -237,7 +239,7 @@ def unsupported(net, loss, optimizer):
     return None
 
 
-class FusedMLPStep:
+class FusedMLPStep(Step):
     """The whole training step of a Dense-only MLP as one numba function (see numba_mlp.py).
 
     The network's parameters, gradients and optimiser state become views into
@@ -249,8 +251,6 @@ class FusedMLPStep:
 
     def __init__(self, net, loss, optimizer, gradient="backprop", max_norm=None, eps=1e-3, method="central",
                  clip_norm=None):
-        from ..step import PlainStep
-
         PlainStep(net, loss, optimizer, gradient=gradient, max_norm=max_norm, clip_norm=clip_norm, eps=eps,
                   method=method)  # validates the options as every step does
         self.net, self.loss, self.optimizer = net, loss, optimizer
@@ -331,12 +331,6 @@ class FusedMLPStep:
 
     # ---- the step interface (as PlainStep) ---------------------------------------------
 
-    def __call__(self, X, y):
-        """One step on (X, y); returns the loss as a float."""
-        from ..gradients import prepare
-
-        return float(self.step(*prepare(self.net, self.loss, X, y)))
-
     def step(self, X, T):
         """One full-batch step on prepared arrays; returns the loss as a 0-d array."""
         n = X.shape[0]
@@ -344,9 +338,6 @@ class FusedMLPStep:
 
     def repeat(self, X, y, n):
         """n full-batch steps inside compiled code; returns the last loss as a float."""
-        from ..gradients import prepare
-        from ..step import check_repeats
-
         n = check_repeats(n)
         X, T = prepare(self.net, self.loss, X, y)
         if not n:

@@ -18,12 +18,13 @@ def data(rng, n_in, n, loss, n_out):
     return rng.standard_normal((n, n_in)), LOSSES[loss][1](rng, n, n_out)
 
 
+@pytest.mark.parametrize("depth", [1, 2, 3])
 @pytest.mark.parametrize("loss", list(LOSSES))
 @pytest.mark.parametrize("activation", list(kernels.ACTIVATIONS))
-def test_gradcheck_every_activation_and_loss(backend, activation, loss, rng):
+def test_gradcheck_every_activation_and_loss(backend, activation, loss, depth, rng):
     n_out = 3 if loss == "softmax_ce" else 2
-    net = xn.MLP([3, 7, 5, n_out], activation=activation, output_activation=LOSSES[loss][0], dtype="float64",
-                 seed=1, backend=backend)
+    net = xn.MLP([3, *HIDDEN[depth], n_out], activation=activation, output_activation=LOSSES[loss][0],
+                 dtype="float64", seed=1, backend=backend)
     X, y = data(rng, 3, 6, loss, n_out)
     errors = xn.gradcheck(net, loss, X, y)
     assert max(errors.values()) < 1e-6, errors

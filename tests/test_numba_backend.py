@@ -233,6 +233,15 @@ def test_fused_blas_path_matches_plain(rng):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
+def test_networks_without_blas_sized_products_get_the_variant_without_blas():
+    from xpnet.backends import numba_mlp as mlp
+
+    small = xn.MLP([2, 16, 16, 2], backend="numba").compile("softmax_ce", "sgd")
+    large = xn.MLP([40, 48, 10], backend="numba").compile("softmax_ce", "sgd")
+    assert small._compiled(32) is mlp.SMALL and large._compiled(64) is mlp and large._compiled(8) is mlp.SMALL
+    assert not mlp.SMALL.train.py_func.__globals__["USE_BLAS"] and mlp.USE_BLAS
+
+
 def test_fused_blas_path_with_shuffled_batches_matches_plain(rng):
     """Mini-batches of 24 go to BLAS (the batch loaded as rows); the short last one, 16 rows, to plain loops."""
     from xpnet.backends.numba_mlp import BLAS_MIN

@@ -318,13 +318,18 @@ class FusedMLPStep(Step):
             self.batch_capacity = m
         return self.buffers
 
+    def _compiled(self, batch_size):
+        """numba_mlp itself, or its variant without BLAS when no product of a batch this size would use BLAS."""
+        largest = max(a * b for a, b in zip(self.sizes, self.sizes[1:])) * batch_size
+        return mlp.SMALL if largest < mlp.BLAS_MIN else mlp
+
     def _train(self, X, T, order, batch_size, repeats):
         self._adopt()
         X, T = np.ascontiguousarray(X), np.ascontiguousarray(T)
         n_batches = -(-order.shape[0] // batch_size)
         losses = np.empty(n_batches, dtype=self.P.dtype)
         Z, A, D = self._buffers(min(batch_size, order.shape[0]))
-        self.optimizer.steps = mlp.train(X, T, order, batch_size, repeats, self.P, self.G, self.S1, self.S2,
+        self.optimizer.steps = self._compiled(batch_size).train(X, T, order, batch_size, repeats, self.P, self.G, self.S1, self.S2,
                                          self.layout, self.alphas, self.loss_code, self.opt_code, self.hp,
                                          self.optimizer.steps, self.gradient_code, Z, A, D, losses)
         return losses
@@ -357,7 +362,7 @@ class FusedMLPStep(Step):
         self._adopt()
         X, T = np.ascontiguousarray(X), np.ascontiguousarray(T)
         Z, A, D = self._buffers(X.shape[0])
-        loss = mlp.compute_gradient(X, T, np.arange(X.shape[0], dtype=np.int64), self.P, self.G, self.layout,
+        loss = self._compiled(X.shape[0]).compute_gradient(X, T, np.arange(X.shape[0], dtype=np.int64), self.P, self.G, self.layout,
                                     self.alphas, self.loss_code, self.hp, self.gradient_code, Z, A, D)
         return np.asarray(loss, dtype=self.P.dtype), self.net.gradients()
 

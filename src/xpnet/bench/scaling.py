@@ -116,8 +116,7 @@ def run(backends=None, sizes=SIZES, max_params=None, min_time=0.2, repeats=3, ma
                 y = rng.standard_normal((BATCH, layers[-1]))
                 net = MLP(layers, activation="tanh", seed=seed, backend=name)
                 step = net.compile("mse", optim.SGD(lr=1e-3), **options)
-                if i == 0:
-                    step.repeat(X, y, 1)  # a compiled step compiles here, outside the clock
+                step.repeat(X, y, 1)  # whatever this size compiles (numba has a variant for small nets) compiles here
                 def timing(n):
                     return clock(net.backend, step.repeat, X, y, n)
 

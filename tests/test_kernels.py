@@ -4,7 +4,6 @@ import math
 import numpy as np
 import pytest
 
-import xpnet as xn
 from xpnet import kernels
 
 from checker import check_op

@@ -7,7 +7,6 @@ small ones a serial loop, where starting threads would cost more than the work.
 ``net.compile()`` returns the whole-MLP step of numba_mlp.py when the network
 and optimiser are ones it supports, and the plain step otherwise.
 """
-import os
 import types
 
 import numba

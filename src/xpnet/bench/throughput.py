@@ -313,6 +313,6 @@ def table(result):
               f"GFLOP/s on its {len(c['layers']) - 1}×3 products → bound {1e6 * c['bound_seconds']:.3g} µs/step"
               + (f"; first-step loss xpnet {c['first_step_loss']['xpnet']:.6g}, PyTorch "
                  f"{c['first_step_loss']['pytorch']:.6g}" if "first_step_loss" in c else "") for c in result["cases"]]
-    lines += [f"- ways: " + "; ".join(f"{k} = {v}" for k, v in result["ways"].items())]
+    lines += ["- ways: " + "; ".join(f"{k} = {v}" for k, v in result["ways"].items())]
     lines += [f"- skipped {s['what']}: {s['reason']}" for s in result["skipped"]]
     return "\n".join(lines)

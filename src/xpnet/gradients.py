@@ -5,17 +5,7 @@ import numpy as np
 
 from . import losses
 from .errors import ConfigError, lookup
-from .validation import check_Xy
-
-
-def prepare(net, loss, X, y):
-    """Checked (X, targets) as backend arrays in the net's dtype; backend arrays pass through unchecked."""
-    backend = net.backend
-    dtype = backend.dtype(net.dtype)
-    if backend.is_native(X) and backend.is_native(y) and not isinstance(X, np.ndarray):
-        return backend.asarray(X, dtype=dtype), backend.asarray(y, dtype=dtype)
-    X, y = check_Xy(X, y, net.n_inputs)
-    return backend.asarray(X, dtype=dtype), backend.asarray(loss.prepare(y, net.n_outputs), dtype=dtype)
+from .validation import prepare
 
 
 def backprop(net, loss, X, y):

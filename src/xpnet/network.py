@@ -1,15 +1,21 @@
-"""Networks: a Sequential stack of layers, and the MLP built from layer sizes."""
+"""Networks: a Sequential stack of layers with inferred shapes, and the MLP built from layer sizes."""
+import math
 import numbers
 
 import numpy as np
 
 from . import backends, checkpoint, kernels, layers as layers_mod
 from .errors import CheckpointError, ConfigError, ShapeError, lookup
-from .validation import as_numbers, check_finite, check_seed, check_X
+from .validation import as_numbers, check_finite, check_seed, check_X, prepare
 
 
 class Sequential:
     """Layers applied in order, with parameters on one backend.
+
+    ``input_shape`` is one sample's shape (the batch axis excluded), e.g. ``(1, 28, 28)``;
+    it may be left out when the first layer implies it (``Dense(2, 16)``). Every
+    layer's shape is inferred when the network is built; parameters are named
+    ``"<layer index>.<param>"`` (``"0.W"``, ``"2.b"``), as a PyTorch state_dict.
 
     >>> import xpnet as xn
     >>> net = xn.Sequential([xn.layers.Dense(2, 16, activation="relu"),
@@ -17,41 +23,49 @@ class Sequential:
     ...                      xn.layers.Dense(16, 2)], seed=0)
     >>> net.predict([[0.0, 1.0]]).shape
     (1, 2)
+    >>> xn.Sequential([xn.layers.Flatten(), xn.layers.Dense(10)], input_shape=(1, 8, 8)).param_names()
+    ['1.W', '1.b']
     """
 
-    def __init__(self, layers, seed=0, dtype="float32", backend=None):
+    def __init__(self, layers, input_shape=None, seed=0, dtype="float32", backend=None):
         self.layers = list(layers)
         if not self.layers or not all(isinstance(layer, layers_mod.Layer) for layer in self.layers):
-            raise ConfigError(f"Sequential needs a non-empty list of xn.layers objects, got {layers!r}")
-        dense = [layer for layer in self.layers if isinstance(layer, layers_mod.Dense)]
-        if not dense:
-            raise ConfigError("a network needs at least one Dense layer")
-        for below, above in zip(dense, dense[1:]):
-            if below.fan_out != above.fan_in:
-                raise ShapeError(f"Dense layers do not chain: {below.fan_out} outputs feed a layer "
-                                 f"expecting {above.fan_in} inputs")
-        self.n_inputs, self.n_outputs = dense[0].fan_in, dense[-1].fan_out
+            raise ConfigError(f"Sequential needs a non-empty list of xn.layers.Layer objects, got {layers!r}")
+        if len({id(layer) for layer in self.layers}) != len(self.layers):
+            raise ConfigError("Sequential got the same layer object twice; make one layer per position")
+        self.input_shape = check_shape(input_shape if input_shape is not None else
+                                       self.layers[0].default_input_shape())
         self.seed = check_seed(seed)
         self.backend = backends.get_backend(backend)
         self.backend.dtype(dtype)  # raises ConfigError for anything but float32/float64
         self.dtype = dtype
-        self._first_trainable = next(i for i, layer in enumerate(self.layers) if layer.param_names)
-        rng = np.random.default_rng(seed)
-        for layer in self.layers:
-            layer.build(self.backend, dtype, rng)
+        self.output_shape = infer_shapes(self.layers, self.input_shape, np.random.default_rng(seed), self.backend,
+                                         dtype)
+        trainable = [i for i, layer in enumerate(self.layers) if layer.param_names]
+        self._first_trainable = trainable[0] if trainable else len(self.layers)
         self.reseed(seed)
 
+    @property
+    def n_inputs(self):
+        """Features per sample for 1-D inputs; the number of values per sample otherwise."""
+        return math.prod(self.input_shape)
+
+    @property
+    def n_outputs(self):
+        """Outputs per sample (the losses take (samples, outputs))."""
+        return math.prod(self.output_shape)
+
     def reseed(self, seed):
-        """Restart every dropout generator from ``seed`` (each layer its own stream)."""
+        """Restart every stochastic layer's generator from ``seed`` (each layer its own stream)."""
         for i, layer in enumerate(self.layers):
-            if isinstance(layer, layers_mod.Dropout):
+            if layer.stochastic:
                 layer.seed(int(np.random.SeedSequence([seed or 0, i]).generate_state(1)[0]))
 
     # ---- forward -------------------------------------------------------------------
 
     def forward(self, X, training=False):
         """The network's output for X (host or backend array), as a backend array."""
-        X = self.backend.asarray(check_X(X, self.n_inputs), dtype=self.backend.dtype(self.dtype))
+        X = self.backend.asarray(check_X(X, self.input_shape), dtype=self.backend.dtype(self.dtype))
         return self.forward_prepared(X, training)
 
     __call__ = forward
@@ -81,17 +95,16 @@ class Sequential:
         """Outputs for X as a host NumPy array, computed in batches, dropout off."""
         if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
             raise ConfigError(f"predict batch_size must be an integer ≥ 1, got {batch_size!r}")
-        X = check_X(X, self.n_inputs)
+        X = check_X(X, self.input_shape)
         n = X.shape[0]
         if n == 0:
-            return np.zeros((0, self.n_outputs), dtype=self.dtype)
+            return np.zeros((0, *self.output_shape), dtype=self.dtype)
         return np.concatenate([self.backend.to_numpy(self.forward(X[i:min(i + batch_size, n), ...]))
                                for i in range(0, n, batch_size)])
 
     def evaluate(self, X, y, loss="mse"):
         """{"loss": mean loss, "accuracy": ... (classifiers)} on (X, y), dropout off."""
         from . import losses
-        from .gradients import prepare
         from .training import evaluate
 
         loss = losses.get(loss)
@@ -109,12 +122,25 @@ class Sequential:
         return [layer.grads[name] for layer in self.layers for name in layer.param_names]
 
     def param_names(self):
-        """Names "W1", "b1", "W2", ... in the order of parameters()."""
-        dense = [layer for layer in self.layers if layer.param_names]
-        return [f"{name}{i}" for i, layer in enumerate(dense, 1) for name in layer.param_names]
+        """Names "0.W", "0.b", "2.W", ... ("<layer index>.<param>") in the order of parameters()."""
+        return [f"{i}.{name}" for i, layer in enumerate(self.layers) for name in layer.param_names]
+
+    def buffer_names(self):
+        """Names "<layer index>.<buffer>" of the arrays saved and moved with the net but not trained."""
+        return [f"{i}.{name}" for i, layer in enumerate(self.layers) for name in layer.buffer_names]
+
+    def buffers(self):
+        """Buffer arrays on the backend, in the order of buffer_names()."""
+        return [layer.buffers[name] for layer in self.layers for name in layer.buffer_names]
+
+    def state(self):
+        """{name: host NumPy copy} of every parameter and buffer: what a checkpoint holds."""
+        arrays = self.parameters() + self.buffers()
+        return {name: self.backend.to_numpy(a).copy() for name, a in zip(self.param_names() + self.buffer_names(),
+                                                                             arrays)}
 
     def get_weights(self):
-        """[W1, b1, W2, b2, ...] as host NumPy arrays; W has shape (fan_in, fan_out)."""
+        """Every parameter as a host NumPy array, in layer order ([W, b, W, b, ...] for an MLP; W is (fan_in, fan_out))."""
         return [self.backend.to_numpy(p).copy() for p in self.parameters()]
 
     def set_weights(self, weights):
@@ -131,7 +157,21 @@ class Sequential:
         weights = iter(weights)
         for layer in self.layers:
             for name in layer.param_names:
-                layer.params[name] = self.backend.asarray(np.array(next(weights)), dtype=self.backend.dtype(self.dtype))
+                layer.add_param(name, next(weights))
+
+    def set_buffers(self, buffers):
+        """Replace every buffer (in buffer_names() order); count and shapes are checked first."""
+        current, names = self.buffers(), self.buffer_names()
+        buffers = [as_numbers(self._to_host(b), f"set_buffers: {name}") for name, b in zip(names, buffers)]
+        if len(buffers) != len(current):
+            raise ShapeError(f"set_buffers expected {len(current)} arrays ({', '.join(names)}), got {len(buffers)}")
+        for name, b, old in zip(names, buffers, current):
+            if b.shape != tuple(old.shape):
+                raise ShapeError(f"set_buffers: {name} must have shape {tuple(old.shape)}, got {b.shape}")
+        buffers = iter(buffers)
+        for layer in self.layers:
+            for name in layer.buffer_names:
+                layer.add_buffer(name, next(buffers))
 
     def _to_host(self, w):
         return self.backend.to_numpy(w) if self.backend.is_native(w) else w
@@ -144,6 +184,7 @@ class Sequential:
         config = dict(self.config(), dtype=dtype or self.dtype)
         net = build(config, backend or self.backend)
         net.set_weights(self.get_weights())
+        net.set_buffers([self.backend.to_numpy(b) for b in self.buffers()])
         return net
 
     def to(self, backend):
@@ -151,15 +192,13 @@ class Sequential:
 
         Leaving a GPU backend gives the device memory its pool cached back to the device.
         """
-        weights = self.get_weights()
+        weights, buffers = self.get_weights(), [self.backend.to_numpy(b).copy() for b in self.buffers()]
         old, self.backend = self.backend, backends.get_backend(backend)
         for layer in self.layers:
-            layer.backend = self.backend
-            layer.grads = {}
-            if isinstance(layer, layers_mod.Dropout):
-                layer.rng = self.backend.rng(0)
+            layer.attach(self.backend, self.dtype)
         self.reseed(self.seed)
         self.set_weights(weights)
+        self.set_buffers(buffers)
         if old is not self.backend:
             old.free_memory()  # after the old arrays are dropped, so their blocks are free to return
         return self
@@ -173,10 +212,10 @@ class Sequential:
         Each backend returns its fastest step (the plain layer-by-layer one by default).
         ``clip_norm`` clips the global gradient norm before each update.
         """
-        from . import losses, optim
+        from . import losses, optim, steps
 
-        return self.backend.compile_step(self, losses.get(loss), optim.get(optimizer), gradient=gradient,
-                                         max_norm=max_norm, clip_norm=clip_norm, eps=eps, method=method)
+        return steps.compile(self, losses.get(loss), optim.get(optimizer), gradient=gradient,
+                             max_norm=max_norm, clip_norm=clip_norm, eps=eps, method=method)
 
     def fit(self, X, y, loss="mse", optimizer="sgd", epochs=1, batch_size="auto", **kwargs):
         """Train; returns a History. See ``xpnet.training.fit`` for every argument."""
@@ -187,9 +226,8 @@ class Sequential:
     # ---- checkpoints -----------------------------------------------------------------
 
     def config(self):
-        return {"class": "Sequential", "layers": [{"type": type(layer).__name__, **layer.config()}
-                                                  for layer in self.layers],
-                "seed": self.seed, "dtype": self.dtype}
+        return {"class": "Sequential", "layers": [layer_spec(layer) for layer in self.layers],
+                "input_shape": list(self.input_shape), "seed": self.seed, "dtype": self.dtype}
 
     def save(self, path, extra=None):
         """Write a .npz checkpoint (atomic: a temporary file renamed into place).
@@ -197,16 +235,26 @@ class Sequential:
         ``extra`` is a JSON-able dict stored alongside (the command line keeps the
         loss and the input scaling there); ``xpnet.checkpoint.load`` returns it.
         """
-        checkpoint.save(path, self.config(), dict(zip(self.param_names(), self.get_weights())), extra=extra)
+        checkpoint.save(path, self.config(), self.state(), extra=extra)
 
     def summary(self):
-        lines = [f"{type(self).__name__} on {self.backend.name}, {self.dtype}, {self.count_params()} parameters"]
-        lines += [f"  {layer!r}" for layer in self.layers]
-        return "\n".join(lines)
+        """A table as Keras prints it: each layer, its output shape (None: the batch) and its parameter count."""
+        rows = [("Layer", "Output shape", "Params"), ("input", str((None, *self.input_shape)), "")]
+        for i, layer in enumerate(self.layers):
+            count = sum(int(np.prod(layer.params[name].shape)) for name in layer.param_names)
+            activation = layer.config().get("activation")
+            name = f"{i}: {type(layer).__name__}" + (f" ({activation})" if activation else "")
+            rows.append((name, str((None, *layer.output_shape)), f"{count:,}"))
+        widths = [max(len(row[k]) for row in rows) for k in range(3)]
+        line = lambda row: f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}"  # noqa: E731
+        rule = "-" * (sum(widths) + 4)
+        return "\n".join([f"{type(self).__name__} on {self.backend.name}, {self.dtype}", line(rows[0]), rule,
+                          *map(line, rows[1:]), rule, f"{self.count_params():,} parameters"])
 
     def __repr__(self):
-        return f"<{type(self).__name__} {self.n_inputs}→{self.n_outputs}, {len(self.layers)} layers, " \
-               f"backend={self.backend.name!r}, dtype={self.dtype}>"
+        shape = lambda s: s[0] if len(s) == 1 else s  # noqa: E731
+        return f"<{type(self).__name__} {shape(self.input_shape)}→{shape(self.output_shape)}, " \
+               f"{len(self.layers)} layers, backend={self.backend.name!r}, dtype={self.dtype}>"
 
 
 class MLP(Sequential):
@@ -225,18 +273,8 @@ class MLP(Sequential):
     def __init__(self, sizes, activation="tanh", output_activation=None, init="auto", dtype="float32",
                  seed=0, backend=None, alpha=0.01, dropout=0.0):
         sizes = list(sizes) if isinstance(sizes, (list, tuple)) else sizes
-        if not isinstance(sizes, list) or len(sizes) < 2:
-            raise ConfigError(f"MLP sizes must be a list of at least 2 layer widths like [2, 16, 1], got {sizes!r}")
         output_activation = output_activation or "identity"
-        for name in (activation, output_activation):
-            lookup("activation", name, kernels.ACTIVATIONS)
-        stack = []
-        for i, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:])):
-            last = i == len(sizes) - 2
-            act = output_activation if last else activation
-            stack.append(layers_mod.Dense(fan_in, fan_out, activation=act, alpha=alpha, init=init))
-            if dropout and not last:
-                stack.append(layers_mod.Dropout(dropout))
+        stack = mlp_layers(sizes, activation, output_activation, init, alpha, dropout)
         self.sizes = sizes
         self._config = {"sizes": sizes, "activation": activation, "output_activation": output_activation,
                         "init": init if isinstance(init, str) else stack[0].init.config(),
@@ -249,8 +287,68 @@ class MLP(Sequential):
         return config
 
 
+def mlp_layers(sizes, activation, output_activation, init, alpha, dropout):
+    """The Dense (and Dropout) layers of an MLP with these layer widths."""
+    if not isinstance(sizes, list) or len(sizes) < 2:
+        raise ConfigError(f"MLP sizes must be a list of at least 2 layer widths like [2, 16, 1], got {sizes!r}")
+    for name in (activation, output_activation):
+        lookup("activation", name, kernels.ACTIVATIONS)
+    stack = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:])):
+        last = i == len(sizes) - 2
+        stack.append(layers_mod.Dense(fan_in, fan_out, activation=output_activation if last else activation,
+                                      alpha=alpha, init=init))
+        if dropout and not last:
+            stack.append(layers_mod.Dropout(dropout))
+    return stack
+
+
+def check_shape(shape):
+    """One sample's shape as a tuple of positive ints, or ConfigError."""
+    if shape is None:
+        raise ConfigError("the network's input shape is unknown: pass Sequential(..., input_shape=(...)) "
+                          "(one sample's shape, without the batch axis) or start with Dense(fan_in, fan_out)")
+    if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not (isinstance(shape, (tuple, list)) and shape and all(isinstance(d, numbers.Integral)
+                                                               and not isinstance(d, bool) and d >= 1 for d in shape)):
+        raise ConfigError(f"a shape must be a tuple of positive integers (batch axis excluded), got {shape!r}")
+    return tuple(int(d) for d in shape)
+
+
+def infer_shapes(layers, input_shape, rng, backend, dtype):
+    """Build every layer in order on ``backend`` (None: shapes only, nothing moved to a device); returns the
+    output shape. A layer that cannot take its input is a ShapeError naming it, its index and the shapes."""
+    shape = input_shape
+    for i, layer in enumerate(layers):
+        layer.attach(backend, dtype)
+        try:
+            out = layer.build(shape, rng)
+        except (ShapeError, ConfigError) as e:
+            raise type(e)(f"layer {i} ({type(layer).__name__}) cannot take input of shape {shape}: {e}") from None
+        try:
+            out = check_shape(out)
+        except ConfigError:
+            raise ShapeError(f"layer {i} ({type(layer).__name__}).build returned {out!r} for input shape {shape}; "
+                             f"it must return the output shape, a tuple of positive integers") from None
+        layer.input_shape, layer.output_shape = shape, out
+        shape = out
+    return shape
+
+
+def layer_spec(layer):
+    """A layer as a checkpoint names it: its registered type and its config."""
+    name = type(layer).__name__
+    if layers_mod.REGISTRY.get(name) is not type(layer):
+        raise CheckpointError(f"layer {layer!r} cannot be saved: its class {name} is not registered. "
+                              f"Put @xn.layers.register above the class definition")
+    return {"type": name, **layer.config()}
+
+
 def load(path, backend=None):
     """Rebuild a network saved with ``net.save(path)`` onto ``backend``.
+
+    Checkpoints of xpnet 0.1 (parameters named W1, b1, ...) load too.
 
     >>> import xpnet as xn, tempfile, os
     >>> path = os.path.join(tempfile.mkdtemp(), "net.npz")
@@ -258,39 +356,88 @@ def load(path, backend=None):
     >>> xn.load(path, backend="numpy").sizes
     [2, 3, 1]
     """
-    config, weights, _ = checkpoint.load(path, expected=lambda header: param_specs(header["config"], path))
+    names = {}  # the name each array has in this file, by its name in the network
+
+    def expected(header):
+        specs = param_specs(header["config"], path)
+        if str(header.get("version", "")).startswith("0.1."):  # xpnet 0.1 numbered parameters by trainable layer
+            names.update(legacy_names(header["config"], specs))
+        return {names.get(name, name): spec for name, spec in specs.items()}
+
+    config, arrays, _ = checkpoint.load(path, expected=expected)
     try:
         net = build(config, backend)
     except (KeyError, TypeError, ValueError) as e:  # ConfigError, ShapeError, ... are ValueErrors too
         raise CheckpointError(f"{path}: the header does not describe a network xpnet can build ({e})") from None
     try:
-        net.set_weights([weights[name] for name in net.param_names()])
+        net.set_weights([arrays[names.get(name, name)] for name in net.param_names()])
+        net.set_buffers([arrays[names.get(name, name)] for name in net.buffer_names()])
     except ValueError as e:
         raise CheckpointError(f"{path}: the weights cannot be used: {e}") from None
     return net
 
 
+class _ShapeOnlyRng:
+    """Stands in for a NumPy generator while shapes are inferred: draws are zero-strided views, never allocated."""
+
+    @staticmethod
+    def _zeros(size):
+        return np.broadcast_to(np.float64(0.0), () if size is None else size)
+
+    def normal(self, loc=0.0, scale=1.0, size=None):
+        return self._zeros(size)
+
+    def uniform(self, low=0.0, high=1.0, size=None):
+        return self._zeros(size)
+
+    def standard_normal(self, size=None, dtype=None):
+        return self._zeros(size)
+
+    def random(self, size=None, dtype=None):
+        return self._zeros(size)
+
+    def integers(self, *args, **kwargs):
+        return 0
+
+
 def param_specs(config, path="checkpoint"):
-    """{"W1": (shape, dtype), "b1": ...} of the network ``config`` describes, found without building it."""
+    """{"0.W": (shape, dtype), ...} of every parameter and buffer of the network ``config`` describes,
+    found by inferring shapes only: nothing as large as the weights is allocated."""
     try:
-        if config["class"] == "MLP":
-            sizes = config["sizes"]
-        else:
-            dense = [layer for layer in config["layers"] if layer["type"] == "Dense"]
-            sizes = [dense[0]["fan_in"]] + [layer["fan_out"] for layer in dense]
-            if any(a["fan_out"] != b["fan_in"] for a, b in zip(dense, dense[1:])):
-                raise ValueError("Dense layers that do not chain")
         dtype = config["dtype"]
-        if not (isinstance(sizes, list) and len(sizes) >= 2 and dtype in ("float32", "float64")
-                and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in sizes)):
-            raise ValueError(f"sizes {sizes!r:.80}, dtype {dtype!r:.20}")
-    except (KeyError, TypeError, ValueError, IndexError) as e:
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype {dtype!r:.20}")
+        stack = config_layers(config)
+        shape = check_shape(config.get("input_shape") or stack[0].default_input_shape())
+        infer_shapes(stack, shape, _ShapeOnlyRng(), None, dtype)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
         raise CheckpointError(f"{path}: the header does not describe a network xpnet can build "
                               f"({type(e).__name__}: {e})") from None
-    specs = {}
-    for i, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:]), 1):
-        specs[f"W{i}"], specs[f"b{i}"] = ((fan_in, fan_out), dtype), ((fan_out,), dtype)
-    return specs
+    return {f"{i}.{name}": (tuple(arrays[name].shape), dtype) for i, layer in enumerate(stack)
+            for arrays, names in ((layer.params, layer.param_names), (layer.buffers, layer.buffer_names))
+            for name in names}
+
+
+def legacy_names(config, specs):
+    """{"0.W": "W1", "0.b": "b1", "2.W": "W2", ...}: xpnet 0.1 numbered parameters by trainable layer from 1."""
+    trainable = sorted({int(name.split(".")[0]) for name in specs}, key=int)
+    number = {index: k for k, index in enumerate(trainable, 1)}
+    return {name: f"{name.split('.', 1)[1]}{number[int(name.split('.')[0])]}" for name in specs}
+
+
+def config_layers(config):
+    """Fresh (unbuilt) layers from a network's config."""
+    if config["class"] == "MLP":
+        return mlp_layers(config["sizes"], config["activation"], config["output_activation"], config["init"],
+                          config["alpha"], config["dropout"])
+    if config["class"] != "Sequential":
+        raise ValueError(f"unknown network class {config['class']!r:.40}")
+    if not isinstance(config["layers"], list) or not config["layers"]:
+        raise ValueError("no layers")
+    return [layers_mod.get(spec["type"])(**{k: v for k, v in spec.items() if k != "type"})
+            for spec in config["layers"]]
 
 
 def build(config, backend=None):
@@ -299,7 +446,5 @@ def build(config, backend=None):
         return MLP(config["sizes"], activation=config["activation"], output_activation=config["output_activation"],
                    init=config["init"], dtype=config["dtype"], seed=config["seed"], backend=backend,
                    alpha=config["alpha"], dropout=config["dropout"])
-    if config["class"] != "Sequential":
-        raise ValueError(f"unknown network class {config['class']!r}")
-    stack = [layers_mod.LAYERS[spec.pop("type")](**spec) for spec in (dict(s) for s in config["layers"])]
-    return Sequential(stack, seed=config["seed"], dtype=config["dtype"], backend=backend)
+    return Sequential(config_layers(config), input_shape=config.get("input_shape"), seed=config["seed"],
+                      dtype=config["dtype"], backend=backend)

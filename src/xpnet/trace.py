@@ -2,9 +2,11 @@
 
 ``trace`` runs the network's own layers (their ``forward`` and the
 ``backward`` closures it returns) on the network's backend, exactly as a
-training step does, and keeps what each Dense layer computed: z, a, the
-incoming ∂C/∂a, the error δ = ∂C/∂z, and the gradients ∂C/∂b and ∂C/∂W. C
-is the loss as training computes it, a mean over the batch.
+training step does, and keeps what each layer with parameters computed: its
+input x, its output, the incoming ∂C/∂output, and ∂C/∂θ for every parameter.
+A layer whose ``backward`` keeps ``saved`` arrays shows them too: a Dense
+layer's z, a and the error δ = ∂C/∂z, each labelled with its equation. C is
+the loss as training computes it, a mean over the batch.
 
 >>> import xpnet as xn
 >>> X, y = xn.datasets.xor()
@@ -16,27 +18,40 @@ is the loss as training computes it, a mean over the batch.
 import numpy as np
 
 from . import losses
-from .gradients import prepare
+from .validation import prepare
 
 SUMMARY_ABOVE = 16  # arrays with more elements print as shape and statistics
 SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 class LayerTrace:
-    """What Dense layer ``index`` (from 1) computed, as host NumPy arrays.
+    """What the ``index``-th layer with parameters (from 1) computed, as host NumPy arrays.
 
-    ``x`` (the activation of the layer below, a⁰ = the input), ``z``, ``a``,
-    ``grad_a`` (∂C/∂a, from the loss or the layer above), ``delta`` (∂C/∂z),
-    ``grad_b`` (∂C/∂b) and ``grad_W`` (∂C/∂W).
+    Every layer: ``x`` (its input; a⁰ = the network's input), ``y`` (its output),
+    ``grad_y`` (∂C/∂y, from the loss or the layer above) and ``grad_<param>``
+    (∂C/∂θ) for each parameter. A Dense layer also has ``z``, ``a`` (= y),
+    ``grad_a`` (= grad_y) and ``delta`` (∂C/∂z).
     """
 
-    def __init__(self, index, layer, **arrays):
-        self.index, self.activation, self.fan_in, self.fan_out = index, layer.activation, layer.fan_in, layer.fan_out
-        for name, value in arrays.items():
+    def __init__(self, index, position, layer, x, y, grad_y, grads, saved):
+        self.index, self.position, self.name = index, position, repr(layer)
+        self.kind, self.param_names = type(layer).__name__, list(grads)
+        self.activation = layer.config().get("activation")
+        self.x, self.y, self.grad_y = x, y, grad_y
+        for name, value in grads.items():
+            setattr(self, f"grad_{name}", value)
+        for name, value in saved.items():
             setattr(self, name, value)
+        self.dense = "z" in saved and "delta" in saved
+        if self.dense:
+            self.a, self.grad_a, self.fan_in, self.fan_out = y, grad_y, x.shape[1], y.shape[1]
+
+    def gradients(self):
+        """∂C/∂θ for this layer's parameters, in their order."""
+        return [getattr(self, f"grad_{name}") for name in self.param_names]
 
     def __repr__(self):
-        return f"<LayerTrace {self.index}: Dense {self.fan_in}→{self.fan_out} {self.activation}>"
+        return f"<LayerTrace {self.index}: {self.name}>"
 
 
 class Trace:
@@ -51,7 +66,7 @@ class Trace:
 
     def gradients(self):
         """[∂W1, ∂b1, ∂W2, ∂b2, ...]: the order of ``net.get_weights()`` and ``xn.backprop``."""
-        return [g for layer in self.layers for g in (layer.grad_W, layer.grad_b)]
+        return [g for layer in self.layers for g in layer.gradients()]
 
     def __str__(self):
         n = len(self.output)
@@ -60,6 +75,10 @@ class Trace:
                  *_row("", "a⁰ = x (the input)", self.layers[0].x)]
         for t in self.layers:
             l, below = _sup(t.index), _sup(t.index - 1)
+            if not t.dense:
+                lines.append(f"  layer {t.index}  {t.name}")
+                lines += _row("", f"a{l} = f(a{below})", t.y)
+                continue
             lines.append(f"  layer {t.index}  Dense {t.fan_in}→{t.fan_out}, σ = {t.activation}")
             lines += _row("", f"z{l} = a{below}W{l} + b{l}", t.z)
             lines += _row("", f"a{l} = {t.activation}(z{l})", t.a)
@@ -69,6 +88,10 @@ class Trace:
         for t in reversed(self.layers):
             l, below, above = _sup(t.index), _sup(t.index - 1), _sup(t.index + 1)
             lines.append(f"  layer {t.index}")
+            if not t.dense:
+                lines += _row("", f"∂C/∂a{l}", t.grad_y)
+                lines += [row for name in t.param_names for row in _row("", f"∂C/∂{name}{l}", getattr(t, f"grad_{name}"))]
+                continue
             if t.index == last and self.loss_name == "softmax_ce" and t.activation == "identity":
                 lines += _row("BP1", f"δ{l} = (softmax(z{l}) − y) / n", t.delta)
             elif t.index == last:
@@ -84,7 +107,7 @@ class Trace:
 
 
 def trace(net, loss, X, y):
-    """Run one forward and one backward pass of ``net`` on (X, y) and record every Dense layer.
+    """Run one forward and one backward pass of ``net`` on (X, y) and record every layer with parameters.
 
     Dropout is off (``training=False``), so the trace is deterministic; for a
     net without dropout its gradients are those of ``xn.backprop``. Returns a
@@ -95,32 +118,30 @@ def trace(net, loss, X, y):
     backend = net.backend
     out, passes = X, []
     for layer in net.layers:
-        out, backward = layer.forward(out, training=False)
-        passes.append((layer, backward))
+        x = out
+        out, backward = layer.forward(x, training=False)
+        passes.append((layer, x, out, backward))
     value, grad = loss(backend, out, T)  # ∂C/∂output: where BP1 starts
-    host = backend.to_numpy
+    host = lambda a: np.array(backend.to_numpy(a), copy=True)  # noqa: E731
     records = []
-    for i in reversed(range(len(passes))):
-        layer, backward = passes[i]
-        grad_a = grad
-        grad = backward(grad_a, need_grad_x=i > 0)
-        saved = getattr(backward, "saved", None)
-        if saved is None:  # a layer with nothing to show (Dropout)
+    for position in reversed(range(len(passes))):
+        layer, x, y, backward = passes[position]
+        grad_y = grad
+        grad = backward(grad_y, need_grad_x=position > 0)
+        if not layer.param_names:  # nothing to learn here (Dropout, Flatten): the table skips it
             continue
-        # δ = ∂C/∂a ⊙ σ'(z): the same kernel the base dense_backward multiplies by.
-        delta = backend.activation_backward(grad_a, saved["z"], saved["a"], layer.activation, layer.alpha)
-        records.append((layer, {"x": host(saved["x"]), "z": host(saved["z"]), "a": host(saved["a"]),
-                                "grad_a": host(grad_a), "delta": host(delta),
-                                "grad_b": host(layer.grads["b"]), "grad_W": host(layer.grads["W"])}))
+        saved = {name: host(a) for name, a in getattr(backward, "saved", {}).items() if name != "x"}
+        grads = {name: host(layer.grads[name]) for name in layer.param_names}
+        records.append((position, layer, host(x), host(y), host(grad_y), grads, saved))
     records.reverse()
-    layers = [LayerTrace(k, layer, **{name: np.array(a, copy=True) for name, a in arrays.items()})
-              for k, (layer, arrays) in enumerate(records, 1)]
-    return Trace(net, loss, backend.scalar(value), layers, host(out).copy(), host(T).copy())
+    layers = [LayerTrace(k, *record) for k, record in enumerate(records, 1)]
+    return Trace(net, loss, backend.scalar(value), layers, host(out), host(T))
 
 
 def _shape_name(net):
-    sizes = [net.n_inputs] + [layer.fan_out for layer in net.layers if hasattr(layer, "fan_out")]
-    return f"{type(net).__name__} {'→'.join(map(str, sizes))}"
+    shape = lambda s: str(s[0]) if len(s) == 1 else "×".join(map(str, s))  # noqa: E731
+    shapes = [net.input_shape] + [layer.output_shape for layer in net.layers if layer.param_names]
+    return f"{type(net).__name__} {'→'.join(map(shape, shapes))}"
 
 
 def _sup(k):

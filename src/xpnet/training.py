@@ -10,7 +10,7 @@ import numpy as np
 from . import losses, optim
 from .errors import ConfigError, DivergenceError
 from .training_state import TrainingState
-from .validation import check_int, check_seed, check_Xy
+from .validation import check_int, check_seed, check_Xy, prepare_targets
 
 
 class EarlyStopping:
@@ -124,14 +124,14 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs=1, batch_size="auto", val
     epochs, every = check_int("epochs", epochs, 0), check_int("every", every, 1)
     if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
         raise ConfigError(f"checkpoint must be a folder path or None, got {checkpoint!r}")
-    X, y = check_Xy(X, y, net.n_inputs)
+    X, y = check_Xy(X, y, net.input_shape)
     rng = np.random.default_rng(check_seed(seed))
     if validation_data is not None:
         if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
             got = f"{len(validation_data)} items" if isinstance(validation_data, (tuple, list)) else \
                 type(validation_data).__name__
             raise ConfigError(f"validation_data must be a pair (X_val, y_val), got {got}")
-        X_val, y_val = check_Xy(*validation_data, net.n_inputs)
+        X_val, y_val = check_Xy(*validation_data, net.input_shape)
     elif validation_split:
         X, y, X_val, y_val = split_validation(X, y, validation_split, rng)
     else:
@@ -151,9 +151,9 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs=1, batch_size="auto", val
 
     backend = net.backend
     dtype = backend.dtype(net.dtype)
-    Xd, Td = backend.asarray(X, dtype=dtype), backend.asarray(loss.prepare(y, net.n_outputs), dtype=dtype)
+    Xd, Td = backend.asarray(X, dtype=dtype), backend.asarray(prepare_targets(net, loss, y), dtype=dtype)
     if X_val is not None:
-        Xv, Tv = backend.asarray(X_val, dtype=dtype), backend.asarray(loss.prepare(y_val, net.n_outputs), dtype=dtype)
+        Xv, Tv = backend.asarray(X_val, dtype=dtype), backend.asarray(prepare_targets(net, loss, y_val), dtype=dtype)
     # Everything that decides the numbers a run produces; resuming needs the same.
     run = {"n_samples": n, "n_val": None if X_val is None else len(X_val), "seed": seed, "shuffle": bool(shuffle),
            "batch_size": batch_size, "validation_split": validation_split, "loss": loss.config(),

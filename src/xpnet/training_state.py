@@ -136,8 +136,8 @@ def _copy_into(targets, sources):
 def _summary(config):
     """e.g. 'MLP[Dense(2→16, relu), Dropout(0.2), Dense(16→2, identity)] float32'."""
     try:
-        layers = [f"Dense({d['fan_in']}→{d['fan_out']}, {d['activation']})" if d["type"] == "Dense" else
-                  f"{d['type']}({', '.join(str(v) for k, v in d.items() if k != 'type')})" for d in config["layers"]]
+        layers = [f"{d['type']}({', '.join(str(v) for k, v in d.items() if k not in ('type', 'init'))})"
+                  for d in config["layers"]]
         return f"{config['class']}[{', '.join(layers)}] {config['dtype']}"
     except (KeyError, TypeError, AttributeError):
         return repr(config)[:200]

@@ -121,18 +121,6 @@ class Backend:
         z = self.matmul(x, W) + b
         return z, self.activation(z, activation, alpha)
 
-    def dense_backward(self, grad_a, x, W, z, a, activation, alpha, need_grad_x=True):
-        """Backprop through a Dense layer; returns (grad_x, grad_W, grad_b).
-
-        grad_x is None when need_grad_x is False (the first layer).
-        """
-        xp = self.xp
-        delta = self.activation_backward(grad_a, z, a, activation, alpha)  # δ = ∂C/∂a ⊙ σ'(z)
-        grad_b = xp.sum(delta, axis=0)  # BP3: ∂C/∂b = δ (summed over the batch)
-        grad_W = self.matmul(xp.matrix_transpose(x), delta)  # BP4: ∂C/∂W = aᵀ_prev δ
-        grad_x = self.matmul(delta, xp.matrix_transpose(W)) if need_grad_x else None  # BP2: δ Wᵀ
-        return grad_x, grad_W, grad_b
-
     # ---- losses: (value, ∂C/∂pred) ---------------------------------------------------
 
     def loss(self, name, pred, target):
@@ -268,17 +256,3 @@ class Backend:
             return flat if host is flat else self.asarray(host)
 
         return reduce
-
-    # ---- compiled steps ----------------------------------------------------------------
-
-    def compile_step(self, net, loss, optimizer, gradient="backprop", max_norm=None, clip_norm=None, eps=1e-3,
-                     method="central"):
-        """The fastest training step this backend has for ``net``: here, the plain one.
-
-        A faster step that cannot do everything asked (e.g. ``clip_norm``) returns this one instead.
-        """
-        from ..step import PlainStep
-
-        return PlainStep(net, loss, optimizer, gradient=gradient, max_norm=max_norm, clip_norm=clip_norm, eps=eps,
-                         method=method)
-

@@ -14,26 +14,19 @@ Rules the backend keeps:
 - Elementwise work runs in one ``ElementwiseKernel`` per step of a layer: bias +
   activation, activation slope, softmax cross-entropy, each optimiser update
   (in place). Inputs are made contiguous first.
-- ``compile_step`` captures the whole training step of small nets in a CUDA graph
-  (``graphs="auto"``), replayed per batch; see GraphStep.
+- ``capture_graph`` and ``graph_kernels`` let a training step be captured into a
+  CUDA graph (xpnet.steps.cuda_graph uses them; ``graphs="auto"`` for small nets).
 """
 import contextlib
-import math
 import warnings
 
 import numpy as np
 
 from ..errors import ConfigError, lookup
-from ..gradients import prepare
-from ..step import PlainStep, check_repeats
 from .. import kernels
 from . import cuda_source
 from .base import Backend
 
-# graphs="auto" captures a step when every product x W of the batch is at most this many multiply-adds:
-# inside a graph products are summed by broadcasting (CuPy allows no cuBLAS during capture), which
-# beats a cuBLAS call plus its launch only for small layers.
-GRAPH_MAX_PRODUCT = 2**18
 
 
 def probe():
@@ -97,9 +90,9 @@ class CupyBackend(Backend):
         self._kernels = {}  # key → (ElementwiseKernel, Spec), built on first use
         self._graph_counter = None  # set while a CUDA-graph step runs: Adam's step count, on the device
         self._capture_stream = None  # made on the first capture, kept: the pool files captured blocks under it
-        self._activate()
+        self.activate()
 
-    def _activate(self):
+    def activate(self):
         """Make this backend's GPU the current one (CuPy launches kernels on the current device)."""
         if self.cp.cuda.runtime.getDevice() != self.device_id:
             self.cp.cuda.Device(self.device_id).use()
@@ -117,7 +110,7 @@ class CupyBackend(Backend):
     # ---- arrays, devices, memory ---------------------------------------------------------
 
     def asarray(self, x, dtype=None):
-        self._activate()
+        self.activate()
         return super().asarray(x, dtype=dtype)
 
     def to_numpy(self, x):
@@ -291,23 +284,7 @@ class CupyBackend(Backend):
 
         return reduce
 
-    # ---- compiled steps and CUDA graphs ------------------------------------------------------
-
-    def compile_step(self, net, loss, optimizer, gradient="backprop", max_norm=None, clip_norm=None, eps=1e-3,
-                     method="central"):
-        """A GraphStep when the step can be captured (see graph_unsupported_reason), else the plain step."""
-        self._activate()
-        options = dict(gradient=gradient, max_norm=max_norm, eps=eps, method=method)
-        reason = graph_unsupported_reason(self, net, gradient)
-        if reason is None and clip_norm is not None:
-            reason = "gradient clipping (clip_norm) runs in the plain step"
-        if reason is None:
-            return GraphStep(self, net, loss, optimizer, **options)
-        if self.graphs is True:
-            warnings.warn(f"CUDA graphs were asked for but {reason}; using the plain step", stacklevel=3)
-        step = PlainStep(net, loss, optimizer, clip_norm=clip_norm, **options)
-        step.kind = f"plain layer-by-layer step (no CUDA graph: {reason})"
-        return step
+    # ---- CUDA graph primitives ------------------------------------------------------
 
     @contextlib.contextmanager
     def graph_kernels(self, counter):
@@ -350,17 +327,6 @@ class CupyBackend(Backend):
         return graph, kept
 
 
-def graph_unsupported_reason(backend, net, gradient):
-    """Why the training step of ``net`` cannot be a CUDA graph on ``backend``, or None if it can."""
-    if backend.graphs is False:
-        return "graphs=False"
-    if gradient != "backprop":
-        return "finite differences run a host loop over every weight"
-    if any(getattr(layer, "p", 0.0) for layer in net.layers):
-        return "dropout draws new random masks every step"
-    return None
-
-
 def nccl_module():
     """``cupy.cuda.nccl`` when CuPy was built with NCCL and finds it, else None."""
     try:
@@ -373,141 +339,3 @@ def nccl_module():
 def device_pointer(array):
     """The device address of a contiguous CuPy array (NCCL takes addresses)."""
     return array.data.ptr
-
-
-class CaptureError(RuntimeError):
-    """Capturing a step into a CUDA graph failed; nothing ran."""
-
-
-class GraphStep(PlainStep):
-    """The training step replayed from a CUDA graph, one graph per batch shape; same methods as PlainStep.
-
-    For each batch shape: the first call runs eagerly (compiling every kernel
-    and creating the optimiser's state), the second captures the step on a
-    non-blocking stream, and every call from then on copies the batch into the
-    graph's input buffers and launches the graph on the current stream. A
-    failed capture falls back to the plain step for good (the repr says why);
-    a shape too large for graph kernels (graphs="auto") uses the plain step.
-    Replacing the parameters, the optimiser state or its settings recaptures.
-    """
-
-    def __init__(self, backend, net, loss, optimizer, **options):
-        super().__init__(net, loss, optimizer, **options)
-        self.backend = backend
-        self.entries = {}  # (X shape, T shape) → _Graph, or None for shapes that use the plain step
-        self.failure = None
-
-    @property
-    def kind(self):
-        if self.failure is not None:
-            return f"plain layer-by-layer step (CUDA graph capture failed: {self.failure})"
-        captured = sum(1 for e in self.entries.values() if e is not None and e.graph is not None)
-        return f"CUDA-graph step ({captured} graph(s) captured)"
-
-    def step(self, X, T):
-        return self._step(X, T, copy_inputs=True)
-
-    def repeat(self, X, y, n):
-        """n full-batch steps; after the first, each is one graph launch with no copies."""
-        n = check_repeats(n)
-        X, T = prepare(self.net, self.loss, X, y)
-        loss = math.nan
-        for i in range(n):
-            loss = self._step(X, T, copy_inputs=i == 0)
-        return self.net.backend.scalar(loss) if n else loss
-
-    def _step(self, X, T, copy_inputs):
-        if self.failure is not None or self.net.backend is not self.backend:
-            return PlainStep.step(self, X, T)
-        key = (tuple(X.shape), tuple(T.shape))
-        entry = self.entries.get(key)
-        if entry is not None and not entry.current():  # parameters, optimiser state or settings were replaced
-            self.backend.synchronize()  # the old graph may still be running on memory it is about to free
-            del self.entries[key]
-        if key not in self.entries:
-            self.entries[key] = _Graph(self, X, T) if self._small_enough(X.shape[0]) else None
-        entry = self.entries[key]
-        if entry is None:
-            return PlainStep.step(self, X, T)
-        try:
-            return entry.run(X, T, copy_inputs)
-        except CaptureError as e:
-            self.failure = str(e)
-            self.entries.clear()
-            if self.backend.graphs is True:
-                warnings.warn(f"CUDA graph capture failed ({e}); using the plain step", stacklevel=3)
-            return PlainStep.step(self, X, T)
-
-    def _small_enough(self, batch):
-        if self.backend.graphs is True:
-            return True
-        dense = [layer for layer in self.net.layers if layer.param_names]
-        return max(batch * layer.fan_in * layer.fan_out for layer in dense) <= GRAPH_MAX_PRODUCT
-
-
-class _Graph:
-    """One captured step for one batch shape: its input buffers, its loss, its step counter, its memory."""
-
-    def __init__(self, owner, X, T):
-        backend = owner.backend
-        xp = backend.xp
-        self.owner, self.backend = owner, backend
-        self.X, self.T = xp.empty_like(X), xp.empty_like(T)
-        self.loss = xp.zeros((), dtype=X.dtype, device=backend.device)
-        self.counter = xp.zeros((), dtype=xp.float64, device=backend.device)  # Adam's t, for replays
-        self.counter_steps = None  # the optimizer.steps that counter holds
-        self.source = None  # the (X, T) last copied in
-        self.graph, self.memory, self.grads, self.binding = None, [], None, None
-
-    def _binding(self):
-        """What a graph bakes in: the parameter and state arrays (by identity) and the optimiser's settings."""
-        opt = self.owner.optimizer
-        arrays = list(self.owner.net.parameters())
-        for name in sorted(opt.state or {}):
-            arrays += opt.state[name]
-        return arrays, opt.config()
-
-    def current(self):
-        """False once the arrays or settings the graph was built on have been replaced."""
-        if self.binding is None:
-            return True
-        arrays, config = self._binding()
-        return (len(arrays) == len(self.binding[0]) and all(a is b for a, b in zip(arrays, self.binding[0]))
-                and config == self.binding[1])
-
-    def record(self):
-        """One step on the input buffers; every effect lands on the device or is undone (safe to replay)."""
-        owner, opt = self.owner, self.owner.optimizer
-        steps = opt.steps
-        self.counter += 1.0
-        with self.backend.graph_kernels(self.counter):
-            try:
-                loss = PlainStep.step(owner, self.X, self.T)
-            finally:
-                opt.steps = steps  # the caller counts the step once it has really run
-        self.loss[...] = loss
-        self.grads = [(layer, dict(layer.grads)) for layer in owner.net.layers]  # the arrays the graph writes
-
-    def run(self, X, T, copy_inputs):
-        opt, xp = self.owner.optimizer, self.backend.xp
-        if copy_inputs or self.source is None or self.source[0] is not X or self.source[1] is not T:
-            self.X[...] = X
-            self.T[...] = T
-            self.source = (X, T)
-        if self.counter_steps != opt.steps:
-            self.counter[...] = float(opt.steps)  # a device fill, no copy
-        if self.graph is None and self.binding is not None:  # warmed up: capture now
-            try:
-                self.graph, self.memory = self.backend.capture_graph(self.record)
-            except Exception as e:
-                raise CaptureError(f"{type(e).__name__}: {e}") from e
-        if self.graph is None:
-            self.record()  # the warm-up step, run eagerly; it creates the optimiser state a graph needs
-            self.binding = self._binding()
-        else:
-            self.graph.launch()
-            for layer, grads in self.grads:  # the graph's gradient arrays hold this step's gradients
-                layer.grads = dict(grads)
-        opt.steps += 1
-        self.counter_steps = opt.steps
-        return xp.asarray(self.loss, copy=True)

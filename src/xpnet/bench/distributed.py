@@ -66,7 +66,7 @@ def worker(options):
     """One rank's part: time epochs of the data-parallel step, then the Allreduce alone; rank 0 prints JSON."""
     from .. import optim
     from ..distributed import DataParallel
-    from ..gradients import prepare
+    from ..validation import prepare
     from ..losses import get as get_loss
 
     case = dict(CASE, **options.get("case", {}))

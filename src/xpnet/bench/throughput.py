@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import optim
 from ..datasets import xor
-from ..gradients import prepare
+from ..validation import prepare
 from ..init import Uniform
 from ..losses import get as get_loss
 from ..network import MLP

@@ -6,7 +6,7 @@ import pytest
 
 import xpnet as xn
 from xpnet.bench import throughput
-from xpnet.gradients import prepare
+from xpnet.validation import prepare
 
 
 @pytest.mark.parametrize("way", ["step", "epoch"])

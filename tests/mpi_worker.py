@@ -103,7 +103,7 @@ def equivalence_gpu(out):
 
 def fail_in_step():
     """Rank 1's third gradient raises: every rank must stop, none may wait in the Allreduce."""
-    from xpnet.step import PlainStep
+    from xpnet.steps import PlainStep
 
     if xn.distributed.rank() == 1:
         calls = []

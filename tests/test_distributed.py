@@ -19,7 +19,7 @@ import pytest
 
 import xpnet as xn
 from xpnet import distributed
-from xpnet.step import PlainStep
+from xpnet.steps import PlainStep
 
 import mpi_worker
 from fakecupy import fake_cupy  # noqa: F401 (fixture)

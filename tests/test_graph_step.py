@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import xpnet as xn
-from xpnet.backends.cupy_backend import GraphStep
-from xpnet.step import PlainStep
+from xpnet.steps import GraphStep
+from xpnet.steps import PlainStep
 
 from fakecupy import ReplayGraph, fake_cupy  # noqa: F401 (fixture)
 

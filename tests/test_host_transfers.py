@@ -74,7 +74,7 @@ def test_a_fit_moves_data_once_and_reads_back_per_epoch_only(fake_cupy, transfer
 
 def test_the_count_catches_a_read_back_inside_a_step(transfers, monkeypatch):
     """The instrument itself: a step that reads its loss on the host shows up once per batch."""
-    from xpnet.step import PlainStep
+    from xpnet.steps import PlainStep
 
     step = PlainStep.step
     monkeypatch.setattr(PlainStep, "step", lambda self, X, T: self.net.backend.asarray(float(step(self, X, T))))

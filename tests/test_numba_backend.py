@@ -10,7 +10,7 @@ import pytest
 import xpnet as xn
 from xpnet import kernels
 from xpnet.backends.base import Backend
-from xpnet.step import PlainStep
+from xpnet.steps import PlainStep
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("numba") is None,
                                 reason="numba is not installed (pip install 'xpnet[numba]')")
@@ -180,7 +180,7 @@ def twin_runs(sizes, activation, loss, make_opt, data, steps=100, batch_size=Non
         step = net.compile(loss, opt, **compile_kw) if fused else \
             PlainStep(net, xn.losses.get(loss), opt, **compile_kw)
         assert ("fused" in repr(step)) == fused
-        from xpnet.gradients import prepare
+        from xpnet.validation import prepare
 
         Xd, Td = prepare(net, xn.losses.get(loss), X, y)
         order_rng = np.random.default_rng(0)
@@ -378,7 +378,7 @@ def test_vectorisable_exp_expm1_tanh_are_within_3_ulp_of_numpy(dtype):
 @pytest.mark.parametrize("opt", ["momentum-l2", "rmsprop", "adam"])
 def test_fused_halves_match_the_plain_step(opt, rng):
     """gradients() then update(): the compiled halves data-parallel training runs, around its Allreduce."""
-    from xpnet.gradients import prepare
+    from xpnet.validation import prepare
 
     X, y = classification(rng, n=30)
     nets = [xn.MLP([3, 8, 5, 3], activation="tanh", dtype="float64", seed=3, backend="numba") for _ in range(2)]

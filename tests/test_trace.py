@@ -4,7 +4,7 @@ import pytest
 
 import xpnet as xn
 from xpnet import kernels, losses
-from xpnet.gradients import prepare
+from xpnet.validation import prepare
 
 CASES = {  # loss → (output activation, targets for n samples and k outputs)
     "mse": ("sigmoid", lambda rng, n, k: rng.standard_normal((n, k))),

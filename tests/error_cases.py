@@ -157,13 +157,28 @@ CASES = [
     C("Names and layers", "a layer of width 0", "xn.layers.Dense(2, 0)", E.ConfigError, ValueError,
       "fan_out must be a positive integer, got 0"),
     C("Names and layers", "layers that do not chain", "xn.Sequential([xn.layers.Dense(2, 3), xn.layers.Dense(4, 1)])",
-      E.ShapeError, ValueError, "3 outputs feed a layer expecting 4 inputs"),
+      E.ShapeError, ValueError, "layer 1 (Dense) cannot take input of shape (3,): Dense expects 4 input features (fan_in), got input shape (3,)"),
+    C("Names and layers", "a layer that cannot take its input shape",
+      "xn.Sequential([xn.layers.Flatten(), xn.layers.Dense(65, 3)], input_shape=(1, 8, 8))", E.ShapeError, ValueError,
+      "layer 1 (Dense) cannot take input of shape (64,): Dense expects 65 input features (fan_in), got input shape "
+      "(64,)"),
+    C("Names and layers", "a network whose input shape is unknown", "xn.Sequential([xn.layers.Dense(3)])",
+      E.ConfigError, ValueError, "the network's input shape is unknown: pass Sequential(..., input_shape=(...))",
+      exact=False),
+    C("Names and layers", "saving a layer class that is not registered",
+      'xn.Sequential([type("Mine", (xn.layers.Dropout,), {})(0.1), xn.layers.Dense(2)], input_shape=(3,))'
+      '.save(tmp / "u.npz")', E.CheckpointError, ValueError, "its class Mine is not registered. Put "
+      "@xn.layers.register above the class definition", exact=False),
+    C("Names and layers", "loading a layer type that is not registered",
+      'checkpoint.save(tmp / "k.npz", {"class": "Sequential", "layers": [{"type": "Mine"}], "input_shape": [3], '
+      '"seed": 0, "dtype": "float32"}, {}); xn.load(tmp / "k.npz")', E.CheckpointError, ValueError,
+      "unknown layer type 'Mine'", exact=False),
     C("Names and layers", "set_weights with too few arrays", "net.set_weights(net.get_weights()[:3])", E.ShapeError,
-      ValueError, "expected 4 arrays (W1, b1, W2, b2), got 3"),
+      ValueError, "expected 4 arrays (0.W, 0.b, 1.W, 1.b), got 3"),
     C("Names and layers", "set_weights with a wrong shape", "net.set_weights([w.T for w in net.get_weights()])",
-      E.ShapeError, ValueError, "W1 must have shape (2, 3), got (3, 2)"),
+      E.ShapeError, ValueError, "0.W must have shape (2, 3), got (3, 2)"),
     C("Names and layers", "set_weights with NaN", "net.set_weights([w * np.nan for w in net.get_weights()])",
-      E.DataError, ValueError, "W1 must be finite"),
+      E.DataError, ValueError, "0.W must be finite"),
     # ---- backends and devices --------------------------------------------------------------------
     C("Backends and devices", "a backend that is not installed", 'xn.use("cupy")', E.BackendUnavailableError,
       ImportError, "To fix: pip install 'xpnet[cuda12]'", needs=("no cupy",), exact=False),
@@ -197,7 +212,7 @@ CASES = [
     C("Checkpoints", "truncated file", '(tmp / "t.npz").write_bytes(good.read_bytes()[:900]); xn.load(tmp / "t.npz")',
       E.CheckpointError, ValueError, "corrupt or truncated?"),
     C("Checkpoints", "a flipped bit in the weights",
-      'data = bytearray(good.read_bytes()); data[data.index(b"W1.npy") + 300] ^= 1; '
+      'data = bytearray(good.read_bytes()); data[data.index(b"0.W.npy") + 300] ^= 1; '
       '(tmp / "f.npz").write_bytes(data); xn.load(tmp / "f.npz")', E.CheckpointError, ValueError, "Bad CRC-32"),
     C("Checkpoints", "a .npz from elsewhere", 'np.savez(tmp / "o.npz", a=np.zeros(3)); xn.load(tmp / "o.npz")',
       E.CheckpointError, ValueError, "a .npz but not an xpnet checkpoint (no __xpnet_header__ entry)"),
@@ -216,18 +231,18 @@ CASES = [
       'xn.load(tmp / "c.npz")', E.CheckpointError, ValueError, "does not describe a network xpnet can build"),
     C("Checkpoints", "weights of the wrong shape",
       'checkpoint.save(tmp / "s.npz", net.config(), dict(zip(net.param_names(), [w.T for w in net.get_weights()]))); '
-      'xn.load(tmp / "s.npz")', E.CheckpointError, ValueError, "array W1 is (3, 2) float32, expected (2, 3) float32"),
+      'xn.load(tmp / "s.npz")', E.CheckpointError, ValueError, "array 0.W is (3, 2) float32, expected (2, 3) float32"),
     C("Checkpoints", "weights of the wrong dtype",
       'checkpoint.save(tmp / "d.npz", net.config(), {k: w.astype(np.float64) for k, w in '
       'zip(net.param_names(), net.get_weights())}); xn.load(tmp / "d.npz")', E.CheckpointError, ValueError,
-      "array W1 is (2, 3) float64, expected (2, 3) float32"),
+      "array 0.W is (2, 3) float64, expected (2, 3) float32"),
     C("Checkpoints", "a missing weight array",
       'checkpoint.save(tmp / "m.npz", net.config(), dict(zip(net.param_names()[:3], net.get_weights()))); '
-      'xn.load(tmp / "m.npz")', E.CheckpointError, ValueError, "missing array b2; expected (2,) float32"),
+      'xn.load(tmp / "m.npz")', E.CheckpointError, ValueError, "missing array 1.b; expected (2,) float32"),
     C("Checkpoints", "NaN weights",
       'w = net.get_weights(); w[0][0, 0] = np.nan; '
       'checkpoint.save(tmp / "n.npz", net.config(), dict(zip(net.param_names(), w))); xn.load(tmp / "n.npz")',
-      E.CheckpointError, ValueError, "W1 must be finite, got nan at index (0, 0)"),
+      E.CheckpointError, ValueError, "0.W must be finite, got nan at index (0, 0)"),
     C("Checkpoints", "resume from a missing file", 'net.fit(X, y, loss="softmax_ce", resume=tmp / "no.npz")',
       E.CheckpointError, ValueError, "cannot read checkpoint tmp/no.npz"),
     C("Checkpoints", "resume from a folder with no checkpoints", 'net.fit(X, y, loss="softmax_ce", resume=tmp)',
@@ -238,7 +253,7 @@ CASES = [
     C("Checkpoints", "resume with another network",
       'net.fit(X, y, loss="softmax_ce", checkpoint=tmp / "run"); '
       'xn.MLP([2, 5, 2]).fit(X, y, loss="softmax_ce", resume=tmp / "run")', E.CheckpointError, ValueError,
-      "was written for another network: MLP[Dense(2→3, tanh), Dense(3→2, identity)] float32"),
+      "was written for another network: MLP[Dense(2, 3, tanh, 0.01), Dense(3, 2, identity, 0.01)] float32"),
     C("Checkpoints", "resume with other settings",
       'net.fit(X, y, loss="softmax_ce", checkpoint=tmp / "run"); '
       'net.fit(X, y, loss="softmax_ce", batch_size=2, resume=tmp / "run")', E.ConfigError, ValueError,

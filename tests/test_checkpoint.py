@@ -128,7 +128,7 @@ def test_shapes_and_dtypes_are_checked_before_the_network_is_built(tmp_path, mon
     checkpoint.save(tmp_path / "bad.npz", net.config(), {k: w.T for k, w in zip(net.param_names(), net.get_weights())})
     built = []
     monkeypatch.setattr(xn.network, "build", lambda *a, **k: built.append(a))
-    with pytest.raises(xn.errors.CheckpointError, match=r"W1 is \(3, 2\) float32, expected \(2, 3\) float32"):
+    with pytest.raises(xn.errors.CheckpointError, match=r"0.W is \(3, 2\) float32, expected \(2, 3\) float32"):
         xn.load(tmp_path / "bad.npz")
     assert built == []
 
@@ -138,12 +138,12 @@ def test_a_forged_huge_shape_is_refused_before_any_allocation(tmp_path):
     n = 100_000
     config = dict(xn.MLP([2, 1]).config(), sizes=[n, n], layers=[])
     header = {"format": checkpoint.FORMAT, "version": xn.__version__, "config": config, "extra": {},
-              "arrays": {"W1": [[n, n], "float32"], "b1": [[n], "float32"]}}
+              "arrays": {"0.W": [[n, n], "float32"], "0.b": [[n], "float32"]}}
     forged_npy = np.lib.format.header_data_from_array_1_0(np.zeros(1, np.float32))
     buffer = io.BytesIO()
     np.lib.format.write_array_header_1_0(buffer, dict(forged_npy, shape=(n, n)))
-    parts = {"__xpnet_header__.npy": header_bytes(header), "W1.npy": buffer.getvalue() + bytes(200),
-             "b1.npy": checkpoint_member(np.zeros(n, np.float32))}
+    parts = {"__xpnet_header__.npy": header_bytes(header), "0.W.npy": buffer.getvalue() + bytes(200),
+             "0.b.npy": checkpoint_member(np.zeros(n, np.float32))}
     (tmp_path / "forged.npz").write_bytes(repack(parts))
     with pytest.raises(xn.errors.CheckpointError, match="needs 40000000000 bytes"):
         xn.load(tmp_path / "forged.npz")

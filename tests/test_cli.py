@@ -94,7 +94,7 @@ def test_gradcheck_prints_every_layer_and_exits_by_the_tolerance(capsys):
         if line.strip().startswith("layer"):
             parts = line.replace(":", "").split()
             errors.update({parts[2]: float(parts[3]), parts[4]: float(parts[5])})
-    assert sorted(errors) == ["W1", "W2", "W3", "b1", "b2", "b3"]
+    assert sorted(errors) == ["0.W", "0.b", "1.W", "1.b", "2.W", "2.b"]
     assert max(errors.values()) < 1e-6 and "backprop agrees" in out
     assert main(["gradcheck", "--layers", "2,3,1", "--loss", "mse", "--tol", "1e-30"]) == 1
     assert "FAILED" in capsys.readouterr().out

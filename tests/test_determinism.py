@@ -38,6 +38,6 @@ def test_same_seed_and_backend_give_bitwise_identical_weights(backend):
 def test_backends_agree_with_numpy_within_the_documented_tolerance(backend, dtype):
     if backend.name == "numpy":
         pytest.skip("numpy is the reference")
-    for name, got, want in zip(["W1", "b1", "W2", "b2", "W3", "b3"], train(backend, dtype), reference(dtype)):
+    for name, got, want in zip(["0.W", "0.b", "1.W", "1.b", "2.W", "2.b"], train(backend, dtype), reference(dtype)):
         error = np.max(np.abs(got - want)) / np.max(np.abs(want))
         assert error <= CROSS_BACKEND_RTOL[dtype], f"{name}: {error:.2e} relative to its largest weight"

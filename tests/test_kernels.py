@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 
+import xpnet as xn
 from xpnet import kernels
 
 from checker import check_op
@@ -40,16 +41,26 @@ def test_activation_forward_backward(backend, activation, rng):
     check_op(backend, forward, [z], reference=REFERENCE[activation], backward=backward)
 
 
+def dense_layer(backend, W, b, activation):
+    """A Dense layer on ``backend`` holding W and b (backend arrays, kept as they are)."""
+    layer = xn.layers.Dense(W.shape[0], W.shape[1], activation=activation)
+    layer.attach(backend, "float64" if W.dtype == backend.dtype("float64") else "float32")
+    layer.params = {"W": W, "b": b}
+    return layer
+
+
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_dense_forward_backward(backend, activation, rng):
+    """The Dense layer's forward and its backward (BP1–BP4) against NumPy and float64 finite differences."""
     x, W, b = away_from_kinks(rng, (3, 4)), rng.standard_normal((4, 5)), rng.standard_normal(5)
 
     def forward(x, W, b):
-        return backend.dense_forward(x, W, b, activation, 0.01)[1]
+        return dense_layer(backend, W, b, activation).forward(x)[0]
 
     def backward(grad_a, x, W, b):
-        z, a = backend.dense_forward(x, W, b, activation, 0.01)
-        return backend.dense_backward(grad_a, x, W, z, a, activation, 0.01)
+        layer = dense_layer(backend, W, b, activation)
+        grad_x = layer.forward(x)[1](grad_a)
+        return grad_x, layer.grads["W"], layer.grads["b"]
 
     check_op(backend, forward, [x, W, b], reference=lambda x, W, b: REFERENCE[activation](x @ W + b),
              backward=backward)
@@ -58,9 +69,10 @@ def test_dense_forward_backward(backend, activation, rng):
 def test_dense_backward_skips_grad_x(backend, rng):
     x, W, b = (backend.asarray(a) for a in (rng.standard_normal((3, 2)), rng.standard_normal((2, 4)),
                                             rng.standard_normal(4)))
-    z, a = backend.dense_forward(x, W, b, "tanh", 0.0)
-    grad_x, grad_W, grad_b = backend.dense_backward(a, x, W, z, a, "tanh", 0.0, need_grad_x=False)
-    assert grad_x is None and tuple(grad_W.shape) == (2, 4) and tuple(grad_b.shape) == (4,)
+    layer = dense_layer(backend, W, b, "tanh")
+    a, backward = layer.forward(x)
+    assert backward(a, need_grad_x=False) is None
+    assert tuple(layer.grads["W"].shape) == (2, 4) and tuple(layer.grads["b"].shape) == (4,)
 
 
 def test_sigmoid_and_losses_stay_finite_for_huge_inputs(backend):

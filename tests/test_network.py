@@ -50,7 +50,7 @@ def test_set_weights_round_trip_and_validation(backend):
         np.testing.assert_array_equal(got, want)
     with pytest.raises(xn.errors.ShapeError, match="expected 4 arrays"):
         net.set_weights(new[:3])
-    with pytest.raises(xn.errors.ShapeError, match=r"W2 must have shape \(3, 1\), got \(1, 3\)"):
+    with pytest.raises(xn.errors.ShapeError, match=r"1.W must have shape \(3, 1\), got \(1, 3\)"):
         net.set_weights(new[:2] + [np.zeros((1, 3)), new[3]])
 
 
@@ -62,11 +62,11 @@ def test_sequential_with_dropout(backend, rng):
     train_a = backend.to_numpy(net.forward(X, training=True))
     train_b = backend.to_numpy(net.forward(X, training=True))
     assert not np.allclose(train_a, train_b)
-    assert net.param_names() == ["W1", "b1", "W2", "b2"]
+    assert net.param_names() == ["0.W", "0.b", "2.W", "2.b"]  # "<layer index>.<param>", as a state_dict
 
 
 def test_sequential_rejects_layers_that_do_not_chain():
-    with pytest.raises(xn.errors.ShapeError, match="3 outputs feed a layer expecting 4 inputs"):
+    with pytest.raises(xn.errors.ShapeError, match=r"layer 1 \(Dense\).*expects 4 input features"):
         xn.Sequential([xn.layers.Dense(2, 3), xn.layers.Dense(4, 1)])
 
 
@@ -133,5 +133,5 @@ def test_call_equals_forward_and_predict_batches(rng):
 def test_count_params_summary_and_repr():
     net = xn.MLP([2, 8, 8, 2], activation="relu")
     assert net.count_params() == 2 * 8 + 8 + 8 * 8 + 8 + 8 * 2 + 2
-    assert "114 parameters" in net.summary() and "Dense(fan_in=2" in net.summary()
+    assert "114 parameters" in net.summary() and "0: Dense (relu)      (None, 8)         24" in net.summary()
     assert "2→2" in repr(net)

@@ -7,7 +7,7 @@
 >>> step.repeat(X, y, 5000) < 0.01
 True
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 from . import backends, datasets, distributed, errors, init, layers, losses, optim  # noqa: E402
 from .backends import get_backend, use  # noqa: E402

@@ -209,8 +209,8 @@ def cmd_gradcheck(args):
     print(f"gradcheck: MLP {'→'.join(map(str, args.layers))}, {args.activation} hidden, {output} output, "
           f"{args.loss}, {args.samples} random samples, float64 on {net.backend.name}")
     print(f"backprop against central finite differences (eps {args.eps:g}); error = max|Δ| / max|gradient|")
-    for k in range(1, len(args.layers)):
-        print(f"  layer {k}:  W{k} {result[f'W{k}']:.2e}   b{k} {result[f'b{k}']:.2e}")
+    for k in range(len(args.layers) - 1):
+        print(f"  layer {k}:  {k}.W {result[f'{k}.W']:.2e}   {k}.b {result[f'{k}.b']:.2e}")
     worst = max(result.values())
     verdict = "backprop agrees" if worst <= args.tol else "FAILED: backprop and finite differences disagree"
     print(f"largest error {worst:.2e} ({'≤' if worst <= args.tol else '>'} tolerance {args.tol:g}): {verdict}")

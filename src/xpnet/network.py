@@ -86,9 +86,9 @@ class Sequential:
             out, backward = layer.forward(out, training=True)
             backwards.append(backward)
         value, grad = loss(self.backend, out, target)  # BP1 starts from ∂C/∂output
-        for i, backward in reversed(list(enumerate(backwards))):
-            # No layer below the first trainable one needs ∂C/∂x: skip that product.
-            grad = backward(grad, need_grad_x=i > self._first_trainable)
+        for i in reversed(range(self._first_trainable, len(backwards))):
+            # Below the first layer with parameters nothing needs ∂C/∂x: skip those products and layers.
+            grad = backwards[i](grad, need_grad_x=i > self._first_trainable)
         return value
 
     def predict(self, X, batch_size=4096):
@@ -246,7 +246,7 @@ class Sequential:
             name = f"{i}: {type(layer).__name__}" + (f" ({activation})" if activation else "")
             rows.append((name, str((None, *layer.output_shape)), f"{count:,}"))
         widths = [max(len(row[k]) for row in rows) for k in range(3)]
-        line = lambda row: f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}"  # noqa: E731
+        line = lambda row: f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:>{widths[2]}}".rstrip()  # noqa: E731
         rule = "-" * (sum(widths) + 4)
         return "\n".join([f"{type(self).__name__} on {self.backend.name}, {self.dtype}", line(rows[0]), rule,
                           *map(line, rows[1:]), rule, f"{self.count_params():,} parameters"])
@@ -284,6 +284,7 @@ class MLP(Sequential):
     def config(self):
         config = super().config()
         config.update({"class": "MLP", **self._config})
+        del config["input_shape"]  # sizes[0] says it
         return config
 
 

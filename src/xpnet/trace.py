@@ -124,10 +124,11 @@ def trace(net, loss, X, y):
     value, grad = loss(backend, out, T)  # ∂C/∂output: where BP1 starts
     host = lambda a: np.array(backend.to_numpy(a), copy=True)  # noqa: E731
     records = []
-    for position in reversed(range(len(passes))):
+    first = min([i for i, (layer, *_) in enumerate(passes) if layer.param_names], default=len(passes))
+    for position in reversed(range(first, len(passes))):  # below the first layer with parameters: nothing to learn
         layer, x, y, backward = passes[position]
         grad_y = grad
-        grad = backward(grad_y, need_grad_x=position > 0)
+        grad = backward(grad_y, need_grad_x=position > first)
         if not layer.param_names:  # nothing to learn here (Dropout, Flatten): the table skips it
             continue
         saved = {name: host(a) for name, a in getattr(backward, "saved", {}).items() if name != "x"}

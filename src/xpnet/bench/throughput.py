@@ -158,13 +158,14 @@ def torch_model(net, device):
     weights = net.get_weights()
     dense = [layer for layer in net.layers if layer.param_names]
     for layer, W, b in zip(dense, weights[0::2], weights[1::2]):
-        linear = torch.nn.Linear(layer.fan_in, layer.fan_out)
+        activation = layer.config()["activation"]
+        linear = torch.nn.Linear(*W.shape)
         with torch.no_grad():
             linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))  # torch stores (fan_out, fan_in)
             linear.bias.copy_(torch.from_numpy(b))
         modules.append(linear)
-        if layer.activation != "identity":
-            modules.append(getattr(torch.nn, TORCH_ACTIVATIONS[layer.activation])())
+        if activation != "identity":
+            modules.append(getattr(torch.nn, TORCH_ACTIVATIONS[activation])())
     return torch.nn.Sequential(*modules).to(device)
 
 

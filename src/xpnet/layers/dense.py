@@ -59,14 +59,15 @@ class Dense(Layer):
         W, b = self.params["W"], self.params["b"]
         backend, xp = self.backend, self.xp
         z, a = backend.dense_forward(x, W, b, self.activation, self.alpha)  # z = x W + b, a = σ(z)
+        saved = {"x": x, "z": z, "a": a}  # what xn.trace shows
 
         def backward(grad_a, need_grad_x=True):
             # grad_a = ∂C/∂a: from the loss at the output layer, from the layer above otherwise.
             delta = backend.activation_backward(grad_a, z, a, self.activation, self.alpha)  # BP1/BP2: ∂C/∂a ⊙ σ'(z)
             self.grads["b"] = xp.sum(delta, axis=0)  # BP3: ∂C/∂b = δ, summed over the batch
             self.grads["W"] = backend.matmul(xp.matrix_transpose(x), delta)  # BP4: ∂C/∂W = xᵀ δ
-            backward.saved["delta"] = delta
+            saved["delta"] = delta
             return backend.matmul(delta, xp.matrix_transpose(W)) if need_grad_x else None  # BP2: δ Wᵀ
 
-        backward.saved = {"x": x, "z": z, "a": a}  # what xn.trace shows
+        backward.saved = saved  # a dict, not the closure itself: no reference cycle keeps W alive
         return a, backward

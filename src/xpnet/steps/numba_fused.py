@@ -123,7 +123,7 @@ class FusedMLPStep(Step):
     def _compiled(self, batch_size):
         """numba_mlp itself, or its variant without BLAS when no product of a batch this size would use BLAS."""
         largest = max(a * b for a, b in zip(self.sizes, self.sizes[1:])) * batch_size
-        return self.mlp.SMALL if largest < self.mlp.BLAS_MIN else mlp
+        return self.mlp.SMALL if largest < self.mlp.BLAS_MIN else self.mlp
 
     def _train(self, X, T, order, batch_size, repeats):
         self._adopt()

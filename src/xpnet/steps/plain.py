@@ -29,12 +29,13 @@ class PlainStep(Step):
             if value is not None and not (isinstance(value, numbers.Real) and not isinstance(value, bool)
                                           and 0 < value < math.inf):
                 raise ConfigError(f"{name} must be a positive number or None, got {value!r}")
-        if gradient == "finite_difference" and any(getattr(layer, "p", 0.0) for layer in net.layers):
-            raise ConfigError("finite differences need a deterministic loss: remove the Dropout layers "
+        if gradient == "finite_difference" and any(layer.stochastic for layer in net.layers):
+            raise ConfigError("finite differences need a deterministic loss: remove the layers that draw random numbers (Dropout) "
                               "or use gradient='backprop'")
         self.net, self.loss, self.optimizer = net, loss, optimizer
         self.gradient, self.max_norm, self.clip_norm, self.eps, self.method = gradient, max_norm, clip_norm, eps, method
-        self.weight_index = [i for i, name in enumerate(net.param_names()) if name.startswith("W")]
+        # max_norm caps the incoming weights of each unit: the columns of every weight matrix W.
+        self.weight_index = [i for i, name in enumerate(net.param_names()) if name.endswith(".W")]
 
     def __repr__(self):
         return (f"<{self.kind}: {self.net.backend.name}, loss={self.loss!r}, optimizer={self.optimizer!r}, "

@@ -33,12 +33,12 @@ class TrainingState:
         """Copy the live state (``best_params`` are fit's own copies, kept as they are)."""
         copy = lambda arrays: [net.backend.xp.asarray(a, copy=True) for a in arrays]  # noqa: E731
         opt_state = None if optimizer.state is None else {k: copy(v) for k, v in optimizer.state.items()}
-        return cls(epoch, copy(net.parameters()), optimizer.steps, opt_state, rng.bit_generator.state,
+        return cls(epoch, copy(net.parameters() + net.buffers()), optimizer.steps, opt_state, rng.bit_generator.state,
                    {k: list(v) for k, v in history.history.items()}, history.best_epoch, best, waited, best_params)
 
     def restore(self, net, optimizer, rng=None, history=None):
         """Write this state back in place: the live arrays stay the same objects, so a compiled step keeps working."""
-        _copy_into(net.parameters(), self.params)
+        _copy_into(net.parameters() + net.buffers(), self.params)  # buffers too: BatchNorm's running statistics
         optimizer.steps = self.steps
         if optimizer.state is not None:
             for name, arrays in optimizer.state.items():
@@ -58,7 +58,7 @@ class TrainingState:
         """Write ``folder/epoch-NNNNNN.npz`` (atomically) and return its path."""
         os.makedirs(folder, exist_ok=True)
         backend, names = net.backend, net.param_names()
-        arrays = dict(zip(names, (backend.to_numpy(p) for p in self.params)))
+        arrays = dict(zip(names + net.buffer_names(), (backend.to_numpy(p) for p in self.params)))
         for state_name, state in (self.opt_state or {}).items():
             arrays.update({f"optimizer.{state_name}.{n}": backend.to_numpy(a) for n, a in zip(names, state)})
         if self.best_params is not None:
@@ -77,7 +77,8 @@ class TrainingState:
         """The state in ``path`` (a checkpoint, or a folder: its latest), checked against this net and fit call."""
         path = latest(path) if os.path.isdir(path) else os.fspath(path)
         names, backend = net.param_names(), net.backend
-        specs = {n: (tuple(p.shape), net.dtype) for n, p in zip(names, net.parameters())}
+        specs = {n: (tuple(p.shape), net.dtype) for n, p in zip(names + net.buffer_names(),
+                                                                net.parameters() + net.buffers())}
 
         def expected(header):
             extra = header["extra"]
@@ -106,7 +107,8 @@ class TrainingState:
             opt_state = {s: put(f"optimizer.{s}.") for s in extra["optimizer"]["state"]} or None
             history = {str(k): [float(x) for x in v] for k, v in extra["history"].items()}
             epoch, steps, waited = int(extra["epoch"]), int(extra["optimizer"]["steps"]), int(extra["waited"])
-            state = cls(epoch, put(""), steps, opt_state, dict(extra["rng"]), history, extra["best_epoch"],
+            state = cls(epoch, [backend.asarray(arrays[n], dtype=backend.dtype(net.dtype))
+                               for n in names + net.buffer_names()], steps, opt_state, dict(extra["rng"]), history, extra["best_epoch"],
                         float(extra["best"]), waited, put("best.") if extra["has_best"] else None)
             if epoch < 0 or steps < 0 or any(len(v) != epoch for v in history.values()):
                 raise ValueError(f"epoch {epoch}, {steps} steps, {[len(v) for v in history.values()]} history entries")

@@ -194,6 +194,7 @@ def test_graph_kernels_match_the_base_kernels(gpu, fake_cupy, dtype, rng):
     params = [both(gpu, p0.copy(), dtype) for _ in range(2)]
     states = [[both(gpu, np.full((3, 4), 0.1), dtype) for _ in range(2)] for _ in range(2)]
     base.adam_update(params[1], g, *states[1], 0.01, 0.9, 0.999, 1e-8, 0.0, 3)
+    matmuls = fake_cupy.calls["matmul"]  # the probe made one
     with gpu.graph_kernels(xp.asarray(3.0, dtype=xp.float64, device=gpu.device)):
         products = [gpu.matmul(a, b), gpu.matmul(xp.matrix_transpose(a), c), gpu.matmul(c, xp.matrix_transpose(b))]
         gpu.adam_update(params[0], g, *states[0], 0.01, 0.9, 0.999, 1e-8, 0.0, 999)  # the host step is ignored
@@ -201,12 +202,12 @@ def test_graph_kernels_match_the_base_kernels(gpu, fake_cupy, dtype, rng):
         np.testing.assert_allclose(gpu.to_numpy(got), gpu.to_numpy(base.matmul(x, y)), **TOL[dtype])
     for got, want in zip((params[0], *states[0]), (params[1], *states[1])):
         np.testing.assert_allclose(gpu.to_numpy(got), gpu.to_numpy(want), **TOL[dtype])
-    assert fake_cupy.calls["matmul"] == 0  # no cupy.matmul (cuBLAS) inside a graph
+    assert fake_cupy.calls["matmul"] == matmuls  # no cupy.matmul (cuBLAS) inside a graph
 
 
 def test_dropout_mask_is_the_base_definition_on_the_devices_generator(gpu):
     mask = gpu.dropout_mask(gpu.rng(3), (40, 30), 0.3, gpu.dtype("float64"))
-    uniform = gpu.to_numpy(gpu.rng(3).random((40, 30), dtype=gpu.dtype("float64")))
+    uniform = gpu.to_numpy(gpu.rng(3).random_sample((40, 30), dtype=gpu.dtype("float64")))
     np.testing.assert_array_equal(gpu.to_numpy(mask), (uniform >= 0.3) / (1 - 0.3))
     assert gpu.dropout_mask(gpu.rng(3), (4, 3), 0.3, gpu.dtype("float32")).dtype == gpu.dtype("float32")
 
@@ -229,7 +230,7 @@ def test_shared_data_and_random_checks_pass_on_the_fake_gpu(gpu, rng):
     test_kernels.test_dropout_mask_is_inverted_and_seeded(gpu)
     test_kernels.test_one_hot_and_take_rows(gpu)
     mask = gpu.dropout_mask(gpu.rng(0), (4, 4), 0.5, gpu.dtype("float32"))
-    assert isinstance(gpu.rng(0), fakecupy.Generator) and mask.device == gpu.device  # drawn by CuPy's generator
+    assert isinstance(gpu.rng(0), fakecupy.RandomState) and mask.device == gpu.device  # drawn by CuPy's generator
 
 
 # ---- TF32 ----------------------------------------------------------------------------------------
@@ -239,11 +240,15 @@ def test_tf32_applies_to_float32_products_only_and_is_restored(fake_cupy, rng):
     tf32 = xn.get_backend("cupy", graphs=False, tf32=True)
     a32, b32 = (tf32.asarray(rng.standard_normal(s), dtype=tf32.dtype("float32")) for s in ((3, 4), (4, 2)))
     a64 = tf32.asarray(rng.standard_normal((3, 4)), dtype=tf32.dtype("float64"))
+    fake_cupy.matmul_compute_types.clear()
     plain.matmul(a32, b32)
     tf32.matmul(a32, b32)
     tf32.matmul(a64, a64.T)
-    assert fake_cupy.matmul_compute_types == [None, 7, None]  # CuPy's default, TF32, untouched float64
+    assert fake_cupy.matmul_compute_types == [1, 7, None]  # CuPy's default (full float32), TF32, untouched float64
     assert fake_cupy.compute_types == {"float32": 1}  # put back after the product
+    fake_cupy.compute_types["float32"] = 7  # what $CUPY_TF32=1 makes CuPy's process-wide setting
+    plain.matmul(a32, b32)
+    assert fake_cupy.matmul_compute_types[-1] == 1 and fake_cupy.compute_types == {"float32": 7}
 
 
 def test_tf32_on_an_older_gpu_warns_and_stays_off(monkeypatch):

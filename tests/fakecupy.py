@@ -81,6 +81,11 @@ class FakeCupy:
             raise RuntimeError(f"{what} is not allowed while the stream is capturing "
                                f"(cudaErrorStreamCaptureUnsupported, fake)")
 
+    def check_current(self, device, what):
+        if device != self.device():
+            raise ValueError(f"{what}: the array is on {device} but the current device is {self.device()} "
+                             f"(CuPy launches on the current device)")
+
     def recorded(self, operation):
         """``operation``, recorded on the capture's tape when called (outside another recorded operation)
         during a capture."""
@@ -296,6 +301,7 @@ class FakeCupy:
 
         def matmul(a, b):
             fake.refuse_in_capture("a cuBLAS call (matmul)")
+            fake.check_current(a.device, "matmul")
             fake.calls["matmul"] += 1
             fake.matmul_compute_types.append(fake.compute_types.get(str(a.dtype).split(".")[-1]))
             return strict.matmul(a, b)
@@ -429,6 +435,7 @@ class ElementwiseKernel:
                 raise TypeError(f"Type is mismatched: {a.dtype} and {dtype} in {self.name}")
             if a.device != device:
                 raise ValueError(f"{self.name}: arrays on {a.device} and {device}")
+        fake.check_current(device, self.name)
         for name, a in zip(self.ins, inputs):
             if isinstance(a, ArrayType) and id(a) not in fake.contiguous:
                 raise AssertionError(f"{self.name}: input {name} was not made contiguous")

@@ -55,8 +55,21 @@ def test_probe_says_why_cupy_cannot_run(monkeypatch):
 
     monkeypatch.setattr(fake.module.cuda, "is_available", broken)
     assert "libcuda.so.1" in cupy_backend.probe()
-    install(monkeypatch, FakeCupy())
+    for stage, target in (("compile and run a kernel (NVRTC)", "ElementwiseKernel"),
+                          ("multiply matrices (cuBLAS)", "matmul")):
+        fake = install(monkeypatch, FakeCupy())
+
+        def fails(*args, **kwargs):
+            raise RuntimeError("CUDA_ERROR_NOT_FOUND: library missing")
+
+        monkeypatch.setattr(fake.module, target, fails)
+        assert cupy_backend.probe() == f"CuPy cannot {stage} (RuntimeError: CUDA_ERROR_NOT_FOUND: library missing)"
+    fake = install(monkeypatch, FakeCupy())
+    monkeypatch.setattr(fake.module, "matmul", lambda a, b: a)
+    assert cupy_backend.probe().startswith("the GPU computed a wrong matmul in the probe: [[1.0, 2.0], [3.0, 4.0]]")
+    fake = install(monkeypatch, FakeCupy())
     assert cupy_backend.probe() is None
+    assert fake.calls["kernel"] == fake.calls["matmul"] == 1  # a kernel really ran, and cuBLAS
 
 
 def test_an_installed_cupy_without_a_gpu_is_left_out_and_explained(monkeypatch, capsys):
@@ -105,6 +118,33 @@ def test_device_selection_and_mixing_devices(monkeypatch):
         xn.get_backend("cupy", device="1")
     with pytest.raises(xn.errors.ConfigError, match="graphs"):
         xn.get_backend("cupy", graphs="yes")
+
+
+def test_kernels_and_allocations_run_on_the_backends_gpu_whatever_is_current(monkeypatch, rng):
+    fake = install(monkeypatch, FakeCupy(n_devices=2))
+    on1 = xn.get_backend("cupy", device=1, graphs=False)
+    x = on1.asarray(rng.standard_normal((4, 3)))
+    fake.current = 0  # another backend, or the user, made GPU 0 current
+    for made in (on1.xp.zeros((2,), device=on1.device), on1.xp.arange(3, device=on1.device), on1.zeros_like(x),
+                 on1.activation(x, "tanh", 0.0), on1.matmul(x, on1.xp.matrix_transpose(x)),
+                 on1.dropout_mask(on1.rng(0), (2, 2), 0.5, x.dtype)):
+        assert made.device == on1.device
+    assert fake.current == 0  # entered and left, not switched for good
+    with pytest.raises(ValueError, match="current device"):  # the fake, as CuPy, launches on the current device
+        fake.module.matmul(x, x)
+
+
+def test_dropout_generators_are_built_once_per_layer_and_reseeded_in_place(gpu, fake_cupy):
+    X, y = xn.datasets.spirals(n=64, seed=0)
+    built = fake_cupy.calls["generator_built"]
+    net = xn.MLP([2, 8, 8, 2], dropout=0.2, backend=gpu, seed=0)  # two Dropout layers
+    assert fake_cupy.calls["generator_built"] == built + 2
+    first = net.fit(X, y, loss="softmax_ce", epochs=4, progress=False, seed=5).history["loss"]
+    assert fake_cupy.calls["generator_built"] == built + 2  # each epoch reseeds, builds nothing
+    again = xn.MLP([2, 8, 8, 2], dropout=0.2, backend=gpu, seed=0)
+    assert again.fit(X, y, loss="softmax_ce", epochs=4, progress=False, seed=5).history["loss"] == first
+    net.to("numpy")
+    assert isinstance(net.layers[1].rng, np.random.Generator)  # another backend's generator is not reused
 
 
 def test_host_arrays_move_once_and_other_libraries_arrays_are_refused(gpu):

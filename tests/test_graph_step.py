@@ -233,3 +233,12 @@ def test_bce_nets_run_from_a_graph(graphs):
 
 def test_the_training_suites_step_test_passes_on_a_graph_step(graphs):
     test_training.test_step_call_returns_the_loss_before_its_update(graphs)
+
+
+def test_a_float64_spirals_fit_from_graphs_equals_numpys(graphs):
+    """test_cupy_gpu.py's (and gpu_check.sh's) check, shortened, with the fake's captured graphs replayed."""
+    import test_cupy_gpu
+
+    for got, want in zip(test_cupy_gpu.spirals_fit(graphs, epochs=5), test_cupy_gpu.spirals_fit("numpy", epochs=5)):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    assert len(graphs.captures) == 2 and sum(g.launches for g in graphs.captures) == 5 * 10 - 2

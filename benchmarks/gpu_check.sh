@@ -89,7 +89,13 @@ report="$outdir/report.md"
     echo '```'
     echo "nvidia-smi: $gpus"
     timeout 60 "$PYTHON" - <<'EOF' 2>&1
-import importlib
+import importlib, importlib.metadata
+for dist in ("cupy-cuda13x", "cupy-cuda12x", "cupy"):  # xpnet[cuda13] is the extra tested first
+    try:
+        print(f"CuPy package: {dist} {importlib.metadata.version(dist)}")
+        break
+    except importlib.metadata.PackageNotFoundError:
+        pass
 for name in ("cupy", "numba", "torch", "numpy", "mpi4py"):
     try:
         module = importlib.import_module(name)
@@ -154,8 +160,8 @@ step "xpnet bench backends" 90 bench.log "$PYTHON" -m xpnet bench backends --bac
     --sizes small,medium,large --json "$outdir/bench.json"
 if ! "$PYTHON" -c "import mpi4py" 2>/dev/null; then
     skip "mpiexec -n 2 data-parallel" "mpi4py is not installed"
-elif ! command -v mpiexec >/dev/null; then
-    skip "mpiexec -n 2 data-parallel" "no mpiexec on the PATH"
+elif [ -z "$("$PYTHON" -c 'from xpnet.bench.distributed import mpiexec; print(mpiexec() or "")')" ]; then
+    skip "mpiexec -n 2 data-parallel" "no mpiexec next to $PYTHON or on the PATH"
 else
     step "mpiexec -n 2 data-parallel on the GPU(s)" 60 mpi.log \
         "${PYTEST[@]}" tests/test_distributed.py -q -rA -m gpu -k two_mpi_processes_on_gpus

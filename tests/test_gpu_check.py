@@ -4,6 +4,7 @@ What it does on a GPU (the steps, the report) runs only there; the test
 timeouts of tests/conftest.py, which it relies on, are checked here.
 """
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -111,3 +112,40 @@ def test_the_backend_switch_limits_the_backend_fixture(tmp_path):
     assert len(ids[""]) == 5
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=dict(env, XPNET_TEST_BACKENDS="cuda"))
     assert done.returncode != 0 and "unknown backend(s) ['cuda']" in done.stdout + done.stderr
+
+
+STAND_IN = """#!/bin/bash
+# python3 for gpu_check.sh: a probe that finds a GPU, and steps that pass, fail and skip on cue.
+case "$*" in
+  *"probe()"*) echo; exit 0 ;;
+  *"-m pytest"*"-m gpu -x"*) echo "==== 5 passed in 1.00s ====" ;;
+  *"-m pytest"*"-k spirals"*) echo "1 skipped in 0.10s" ;;
+  *"-m pytest"*"--ignore"*) echo "E   AssertionError: cupy differs"; echo "==== 1 failed, 7 passed in 2.00s ===="; exit 1 ;;
+  *"-m pytest"*"two_mpi_processes"*) echo "1 passed in 0.20s" ;;
+  *cuda_targets.py*) echo "ratio 1.2" ;;
+  *"bench backends"*) echo '{"rows": []}' > "${@: -1}"; echo "| backend |" ;;
+  *) exec "$REAL_PYTHON" "$@" ;;
+esac
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX shell stand-ins")
+def test_the_report_has_a_line_per_step_and_the_failures_last_lines(tmp_path):
+    python = tmp_path / "python3"
+    python.write_text(STAND_IN)
+    python.chmod(0o755)
+    path = fake_nvidia_smi(tmp_path, "NVIDIA H200, 580.65, 143771 MiB")
+    out = tmp_path / "report"
+    code, stdout, _, seconds = run(str(out), path=path, PYTHON=str(python), REAL_PYTHON=sys.executable)
+    assert code == 1 and seconds < 60  # a step failed
+    lines = stdout.splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == ["PASS", "FAIL", "SKIP", "PASS", "PASS", lines[5].split()[0]]
+    assert re.search(r"\(\d+ s, cupy-suite.log: 1 failed, 7 passed in 2.00s\)$", lines[1]), lines[1]
+    report = (out / "report.md").read_text()
+    assert "nvidia-smi: NVIDIA H200, 580.65, 143771 MiB" in report and "backends:" in report  # xpnet info
+    assert "| pytest -m gpu -x | PASS: 5 passed in 1.00s |" in report
+    assert "| 20-epoch spirals fit, cupy = numpy in float64 | SKIP: 1 skipped in 0.10s |" in report
+    assert "### core suite on cupy (XPNET_TEST_BACKENDS=cupy): last lines of cupy-suite.log" in report
+    assert "AssertionError: cupy differs" in report
+    files = sorted(p.name for p in out.iterdir())
+    assert len(files) <= 8 and {"report.md", "gpu-tests.log", "bench.json"} <= set(files)

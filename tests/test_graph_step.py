@@ -242,3 +242,13 @@ def test_a_float64_spirals_fit_from_graphs_equals_numpys(graphs):
     for got, want in zip(test_cupy_gpu.spirals_fit(graphs, epochs=5), test_cupy_gpu.spirals_fit("numpy", epochs=5)):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
     assert len(graphs.captures) == 2 and sum(g.launches for g in graphs.captures) == 5 * 10 - 2
+
+
+def test_the_collector_runs_before_a_capture_not_during_it(fake_cupy, graphs, monkeypatch):
+    """An old graph freed by the garbage collector in the middle of a capture would break it."""
+    from xpnet.backends import cupy_backend
+
+    order = []
+    monkeypatch.setattr(cupy_backend.gc, "collect", lambda: order.append(("collect", fake_cupy.capturing)))
+    graphs.capture_graph(lambda: order.append(("record", fake_cupy.capturing)))
+    assert order == [("collect", False), ("record", True)]

@@ -500,9 +500,9 @@ class ElementwiseKernel:
 
 def install(monkeypatch, fake):
     """Put ``fake`` in sys.modules as cupy/cupyx and make the registry forget its probes and instances."""
-    import xpnet.backends as registry
-
     import array_api_compat
+
+    import xpnet.backends as registry
 
     for name, module in fake.modules().items():
         monkeypatch.setitem(sys.modules, name, module)

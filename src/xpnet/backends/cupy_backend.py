@@ -369,20 +369,17 @@ class CupyBackend(Backend):
         with self._device():
             if self._capture_stream is None:
                 self._capture_stream = cp.cuda.Stream(non_blocking=True)
+            stream = self._capture_stream
             gc.collect()  # an old graph freed by the collector in the middle of a capture would break it
-            return self._capture(record, allocate, kept)
-
-    def _capture(self, record, allocate, kept):
-        stream = self._capture_stream
-        with self.cp.cuda.using_allocator(allocate), stream:
-            stream.begin_capture()
-            try:
-                record()
-            except BaseException:
-                with contextlib.suppress(Exception):  # leave capture mode; the original error is the one to report
-                    stream.end_capture()
-                raise
-            graph = stream.end_capture()
+            with cp.cuda.using_allocator(allocate), stream:
+                stream.begin_capture()
+                try:
+                    record()
+                except BaseException:
+                    with contextlib.suppress(Exception):  # leave capture mode; the original error is the one to report
+                        stream.end_capture()
+                    raise
+                graph = stream.end_capture()
         return graph, kept
 
     def launch_graph(self, graph):

@@ -57,11 +57,12 @@ def backend(request):
     return make_backend(*request.param)
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(hookwrapper=True)  # the old-style wrapper: a GPU machine's pytest may predate wrapper=True
 def pytest_runtest_call(item):
     """Fail a ``gpu`` test that runs longer than GPU_TEST_TIMEOUT seconds, instead of letting it hang."""
     if item.get_closest_marker("gpu") is None or not hasattr(signal, "SIGALRM"):
-        return (yield)
+        yield
+        return
 
     def expire(signum, frame):
         raise TimeoutError(f"{item.nodeid} ran longer than {GPU_TEST_TIMEOUT} s (tests/conftest.py GPU_TEST_TIMEOUT)")
@@ -69,7 +70,7 @@ def pytest_runtest_call(item):
     previous = signal.signal(signal.SIGALRM, expire)
     signal.alarm(GPU_TEST_TIMEOUT)
     try:
-        return (yield)
+        yield
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)

@@ -181,7 +181,7 @@ CASES = [
       E.DataError, ValueError, "0.W must be finite"),
     # ---- backends and devices --------------------------------------------------------------------
     C("Backends and devices", "a backend that is not installed", 'xn.use("cupy")', E.BackendUnavailableError,
-      ImportError, "To fix: pip install 'xpnet[cuda12]'", needs=("no cupy",), exact=False),
+      ImportError, "To fix: pip install 'xpnet[cuda13]'", needs=("no cupy",), exact=False),
     C("Backends and devices", "an option the backend does not take", 'xn.get_backend("numpy", device="gpu")',
       E.ConfigError, ValueError, "bad options for backend 'numpy'", exact=False),
     C("Backends and devices", "a torch tensor for a NumPy network",

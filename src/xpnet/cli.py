@@ -16,7 +16,7 @@ from . import __version__, backends, checkpoint, datasets, errors
 DATASETS = ("spirals", "circles", "moons", "xor", "digits", "mnist")
 LOSS_NAMES = ("mse", "bce", "bce_logits", "softmax_ce")
 OPTIONAL = {"numba": "numba", "scipy": "scipy", "matplotlib": "matplotlib", "scikit-learn": "scikit-learn",
-            "torch": "torch", "array-api-strict": "array-api-strict", "cupy": ("cupy-cuda12x", "cupy-cuda13x"),
+            "torch": "torch", "array-api-strict": "array-api-strict", "cupy": ("cupy-cuda13x", "cupy-cuda12x"),
             "mpi4py": "mpi4py"}
 
 

@@ -19,7 +19,7 @@ REGISTRY = {
     "numpy": ("numpy_backend", "NumpyBackend", "probe", "pip install xpnet"),
     "numba": ("numba_backend", "NumbaBackend", "probe", "pip install 'xpnet[numba]'"),
     "cupy": ("cupy_backend", "CupyBackend", "probe",
-             "pip install 'xpnet[cuda12]' (CUDA 12) or 'xpnet[cuda13]' (CUDA 13), on a machine with an NVIDIA GPU"),
+             "pip install 'xpnet[cuda13]' (CUDA 13) or 'xpnet[cuda12]' (CUDA 12), on a machine with an NVIDIA GPU"),
     "array_api_strict": ("array_api", "strict_backend", "probe_strict", "pip install array-api-strict"),
     "torch": ("array_api", "torch_backend", "probe_torch", "pip install torch==2.13.0 (the CPU build)"),
 }

@@ -92,8 +92,12 @@ class Backend:
 
     # ---- random numbers ---------------------------------------------------------
 
-    def rng(self, seed):
-        """The backend's own random generator (NumPy's on the host by default)."""
+    def rng(self, seed, reuse=None):
+        """The backend's own random generator seeded with ``seed`` (NumPy's on the host by default).
+
+        ``reuse``: a generator this backend made before, which it may reseed and return
+        instead of building a new one (CuPy's device generators are costly to build).
+        """
         return np.random.default_rng(seed)
 
     def dropout_mask(self, rng, shape, p, dtype):
@@ -138,7 +142,9 @@ class Backend:
 
     def _bce(self, prob, target, need_grad):
         eps = bce_clip(prob.dtype == self.xp.float32)
-        p = self.xp.clip(prob, eps, 1.0 - eps)
+        # Not xp.clip: array-api-compat's CuPy clip reads a count back to the host, which a CUDA graph
+        # capture refuses and which costs an eager step two host waits.
+        p = self.xp.minimum(self.xp.maximum(prob, eps), 1.0 - eps)
         n = p.shape[0] * p.shape[1]
         loss = self.xp.sum(kernels.cross_entropy(self.math, p, target)) / n
         return loss, kernels.cross_entropy_grad(self.math, p, target) / n if need_grad else None

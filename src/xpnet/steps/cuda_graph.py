@@ -173,7 +173,7 @@ class _Graph:
             self.record()  # the warm-up step, run eagerly; it creates the optimiser state a graph needs
             self.binding = self._binding()
         else:
-            self.graph.launch()
+            self.backend.launch_graph(self.graph)
             for layer, grads in self.grads:  # the graph's gradient arrays hold this step's gradients
                 layer.grads = dict(grads)
         opt.steps += 1

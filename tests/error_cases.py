@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 import xpnet as xn
-from xpnet import checkpoint
 
 # Run before every row, in a fresh namespace; `tmp` is an empty scratch folder.
 PRELUDE = """\

@@ -12,13 +12,14 @@ A callback that raises stops fit with its own exception, and leaves the net and
 optimiser as they were after the last epoch whose callbacks all returned. Nothing
 runs per batch: the fused and graph steps keep their loops out of Python.
 
->>> import xpnet as xn
->>> X, y = xn.datasets.xor()
->>> seen = []
->>> log = xn.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(epoch))
->>> _ = xn.MLP([2, 4, 1], seed=0).fit(X, y, epochs=3, callbacks=[log], progress=False)
->>> seen
-[1, 2, 3]
+Examples:
+    >>> import xpnet as xn
+    >>> X, y = xn.datasets.xor()
+    >>> seen = []
+    >>> log = xn.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(epoch))
+    >>> _ = xn.MLP([2, 4, 1], seed=0).fit(X, y, epochs=3, callbacks=[log], progress=False)
+    >>> seen
+    [1, 2, 3]
 """
 from __future__ import annotations
 
@@ -109,8 +110,11 @@ class EarlyStopping(Callback):
 
     def reset(self) -> None:
         """Forget what was seen: fit calls this before a new run."""
-        self.best, self.waited, self.best_epoch, self.best_weights = math.nan, 0, None, None
-        self.net, self.watching = None, self.monitor
+        self.best, self.waited = math.nan, 0
+        self.best_epoch: int | None = None
+        self.best_weights: list[Any] | None = None
+        self.net: Any = None
+        self.watching = self.monitor
 
     @classmethod
     def get(cls, spec: bool | int | EarlyStopping | None) -> EarlyStopping | None:
@@ -119,7 +123,9 @@ class EarlyStopping(Callback):
             return None
         if spec is True:
             return cls()
-        return spec if isinstance(spec, cls) else cls(patience=spec)
+        if isinstance(spec, EarlyStopping):
+            return spec
+        return cls(patience=spec)
 
     def config(self) -> dict[str, Any]:
         return {"patience": self.patience, "min_delta": self.min_delta, "monitor": self.monitor,
@@ -155,7 +161,8 @@ class ModelCheckpoint(Callback):
         self.path = os.fspath(path)
         self.monitor = monitor if monitor == "auto" else check_monitor("ModelCheckpoint", monitor)
         self.save_best_only = bool(save_best_only)
-        self.best, self.net = math.nan, None
+        self.best = math.nan
+        self.net: Any = None
 
     def on_train_begin(self, net: Any, history: Any) -> None:
         self.net = net

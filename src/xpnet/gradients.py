@@ -11,10 +11,11 @@ from .validation import prepare
 def backprop(net, loss, X, y):
     """∂C/∂θ by backpropagation, as NumPy arrays in the order of ``net.get_weights()``.
 
-    >>> import xpnet as xn
-    >>> X, y = xn.datasets.xor()
-    >>> [g.shape for g in xn.backprop(xn.MLP([2, 2, 1]), "mse", X, y)]
-    [(2, 2), (2,), (2, 1), (1,)]
+    Examples:
+        >>> import xpnet as xn
+        >>> X, y = xn.datasets.xor()
+        >>> [g.shape for g in xn.backprop(xn.MLP([2, 2, 1]), "mse", X, y)]
+        [(2, 2), (2,), (2, 1), (1,)]
     """
     loss = losses.get(loss)
     X, T = prepare(net, loss, X, y)

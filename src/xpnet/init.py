@@ -13,7 +13,7 @@ from .errors import ConfigError, lookup
 class Initializer:
     """Draws W from ``sample`` and sets b to zero."""
 
-    name = None
+    name: str | None = None
 
     def __call__(self, rng, fan_in, fan_out):
         return self.sample(rng, fan_in, fan_out), np.zeros(fan_out)

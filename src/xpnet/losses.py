@@ -14,7 +14,8 @@ from .errors import ConfigError, DataError, ShapeError, lookup
 class Loss:
     """Base class; ``kernel`` names the backend kernel, ``classifier`` says whether accuracy applies."""
 
-    name = kernel = None
+    name: str | None = None
+    kernel: str | None = None
     classifier = False
 
     def prepare(self, y, n_outputs):
@@ -115,6 +116,6 @@ LOSSES = {"mse": MSE, "bce": BCE, "bce_logits": lambda: BCE(from_logits=True),
           "softmax_ce": SoftmaxCrossEntropy}
 
 
-def get(loss):
+def get(loss: str | Loss) -> Loss:
     """A Loss from a name (``"mse" "bce" "bce_logits" "softmax_ce"``) or an instance."""
     return loss if isinstance(loss, Loss) else lookup("loss", loss, LOSSES)()

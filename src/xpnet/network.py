@@ -402,7 +402,7 @@ class _ShapeOnlyRng:
     def random(self, size=None, dtype=None):
         return self._zeros(size)
 
-    def integers(self, *args, **kwargs):
+    def integers(self, low, high=None, size=None, dtype=None, endpoint=False):
         return 0
 
 

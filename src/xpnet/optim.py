@@ -5,7 +5,10 @@ order of ``net.parameters()``, and updates parameters in place through the
 backend's update kernels. ``state_dict()`` / ``load_state_dict()`` carry the
 state as host NumPy arrays, so training resumes exactly.
 """
+from __future__ import annotations
+
 import math
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +32,7 @@ class Optimizer:
     ``opt.lr`` reads the rate of the next step, and setting it replaces the schedule.
     """
 
-    state_names = ()
+    state_names: tuple[str, ...] = ()
     default_lr = 0.01  # the base rate of a schedule given without one
 
     def __init__(self, lr, weight_decay=0.0):
@@ -158,11 +161,13 @@ class Adam(Optimizer):
 OPTIMIZERS = {"sgd": SGD, "rmsprop": RMSProp, "adam": Adam}
 
 
-def get(optimizer, **overrides):
-    """An Optimizer from a name (``"sgd" "rmsprop" "adam"``), a config dict or an instance."""
+def get(optimizer: str | dict[str, Any] | Optimizer, lr: schedules.LearningRate | None = None) -> Optimizer:
+    """An Optimizer from a name (``"sgd" "rmsprop" "adam"``, with ``lr`` or its default), a config dict or
+    an instance."""
     if isinstance(optimizer, Optimizer):
         return optimizer
     if isinstance(optimizer, dict):
         config = dict(optimizer)
         return lookup("optimizer", config.pop("name", None), OPTIMIZERS)(**config)
-    return lookup("optimizer", optimizer, OPTIMIZERS)(**overrides)
+    cls = lookup("optimizer", optimizer, OPTIMIZERS)
+    return cls() if lr is None else cls(lr=lr)

@@ -7,10 +7,11 @@ CUDA graph) reads the rate at run time, so a schedule never recompiles or
 recaptures anything. ``ReduceOnPlateau`` alone counts in epochs: fit tells it
 each epoch's metrics.
 
->>> import xpnet as xn
->>> s = xn.schedules.Step(step_size=10, gamma=0.5, lr=0.1)
->>> [s(0), s(9), s(10), s(25)]
-[0.1, 0.1, 0.05, 0.025]
+Examples:
+    >>> import xpnet as xn
+    >>> s = xn.schedules.Step(step_size=10, gamma=0.5, lr=0.1)
+    >>> [s(0), s(9), s(10), s(25)]
+    [0.1, 0.1, 0.05, 0.025]
 """
 from __future__ import annotations
 
@@ -54,6 +55,14 @@ class Schedule:
     def __call__(self, step: int) -> float:
         raise NotImplementedError
 
+    @property
+    def base(self) -> float:
+        """The base rate ``lr``: given, or the optimiser's default once an optimiser holds the schedule."""
+        if self.lr is None:
+            raise ConfigError(f"{type(self).__name__} has no base rate yet: give it lr=..., or pass it to an "
+                              f"optimiser, whose default rate it then takes")
+        return self.lr
+
     def bind(self, default_lr: float) -> Schedule:
         """A copy whose base rate is ``default_lr`` when none was given; the optimiser keeps it."""
         copy = object.__new__(type(self))
@@ -87,7 +96,7 @@ class Constant(Schedule):
         self.lr = None if lr is None else check_rate("lr", lr, positive=True)
 
     def __call__(self, step: int) -> float:
-        return self.lr
+        return self.base
 
 
 class Step(Schedule):
@@ -99,7 +108,7 @@ class Step(Schedule):
         self.lr = None if lr is None else check_rate("lr", lr, positive=True)
 
     def __call__(self, step: int) -> float:
-        return self.lr * self.gamma ** (step // self.step_size)
+        return self.base * self.gamma ** (step // self.step_size)
 
 
 class Exponential(Schedule):
@@ -110,7 +119,7 @@ class Exponential(Schedule):
         self.lr = None if lr is None else check_rate("lr", lr, positive=True)
 
     def __call__(self, step: int) -> float:
-        return self.lr * self.gamma**step
+        return self.base * self.gamma**step
 
 
 def _anneal(start: float, end: float, fraction: float) -> float:
@@ -121,9 +130,10 @@ def _anneal(start: float, end: float, fraction: float) -> float:
 class Cosine(Schedule):
     """A linear warm-up over ``warmup`` steps, then half a cosine from ``lr`` down to ``min_lr`` at step ``total``.
 
-    >>> s = Cosine(total=100, warmup=10, lr=1.0)
-    >>> [round(s(t), 3) for t in (0, 9, 10, 55, 100, 200)]
-    [0.1, 1.0, 1.0, 0.5, 0.0, 0.0]
+    Examples:
+        >>> s = Cosine(total=100, warmup=10, lr=1.0)
+        >>> [round(s(t), 3) for t in (0, 9, 10, 55, 100, 200)]
+        [0.1, 1.0, 1.0, 0.5, 0.0, 0.0]
     """
 
     def __init__(self, total: int, warmup: int = 0, min_lr: float = 0.0, lr: float | None = None):
@@ -136,8 +146,8 @@ class Cosine(Schedule):
 
     def __call__(self, step: int) -> float:
         if step < self.warmup:
-            return self.lr * (step + 1) / self.warmup
-        return _anneal(self.lr, self.min_lr, (step - self.warmup) / max(1, self.total - self.warmup))
+            return self.base * (step + 1) / self.warmup
+        return _anneal(self.base, self.min_lr, (step - self.warmup) / max(1, self.total - self.warmup))
 
 
 class OneCycle(Schedule):
@@ -186,7 +196,7 @@ class ReduceOnPlateau(Schedule):
 
     def bind(self, default_lr: float) -> Schedule:
         copy = super().bind(default_lr)
-        copy.current = copy.lr
+        copy.load_state_dict({"current": copy.base})
         return copy
 
     def __call__(self, step: int) -> float:

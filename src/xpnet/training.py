@@ -114,12 +114,13 @@ def fit(net: Any, X: Any, y: Any, loss: str | losses.Loss = "mse", optimizer: st
     give, schedules included. With ``distributed`` every rank calls fit with the
     same data and seed; rank 0 alone shows progress and writes checkpoints.
 
-    >>> import xpnet as xn
-    >>> X, y = xn.datasets.spirals(n=200, seed=0)
-    >>> net = xn.MLP([2, 16, 16, 2], activation="tanh", seed=0)
-    >>> hist = net.fit(X, y, loss="softmax_ce", optimizer=xn.optim.Adam(0.01), epochs=5, progress=False)
-    >>> len(hist.history["loss"])
-    5
+    Examples:
+        >>> import xpnet as xn
+        >>> X, y = xn.datasets.spirals(n=200, seed=0)
+        >>> net = xn.MLP([2, 16, 16, 2], activation="tanh", seed=0)
+        >>> hist = net.fit(X, y, loss="softmax_ce", optimizer=xn.optim.Adam(0.01), epochs=5, progress=False)
+        >>> len(hist.history["loss"])
+        5
     """
     loss, optimizer = losses.get(loss), optim.get(optimizer)
     epochs, every = check_int("epochs", epochs, 0), check_int("every", every, 1)

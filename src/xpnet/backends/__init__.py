@@ -25,8 +25,8 @@ REGISTRY = {
 }
 AUTO_ORDER = ("cupy", "numba", "numpy")
 
-_instances = {}
-_probes = {}
+_instances: dict = {}  # (name, options) → Backend
+_probes: dict = {}  # name → why it cannot run, or None
 _default = None  # set by use(); None means $XPNET_BACKEND or "auto"
 
 
@@ -60,8 +60,18 @@ def resolve(name):
     return name
 
 
-def get_backend(backend=None, **options):
-    """A Backend from a name, ``"auto"``, an array namespace module, a Backend, or None (the current one)."""
+def get_backend(backend=None, *, device=None, parallel=None, tf32=None, graphs=None):
+    """A Backend from a name, ``"auto"``, an array namespace module, a Backend, or None (the current one).
+
+    Options, each for the backends that have it (None: the backend's default):
+    ``device`` (cupy, array namespaces), ``parallel`` (numba: prange over rows),
+    ``tf32`` (cupy: TensorFloat-32 float32 products), ``graphs`` (cupy: True, False or "auto").
+
+    >>> get_backend("numpy").name
+    'numpy'
+    """
+    given = {"device": device, "parallel": parallel, "tf32": tf32, "graphs": graphs}
+    options = {k: v for k, v in given.items() if v is not None}
     if isinstance(backend, Backend):
         return backend
     if backend is None and not options and _default is not None:
@@ -91,10 +101,10 @@ class use:
     The with-form restores the previous default on exit. Options go to the backend, e.g. ``device=1``.
     """
 
-    def __init__(self, backend="auto", **options):
+    def __init__(self, backend="auto", *, device=None, parallel=None, tf32=None, graphs=None):
         global _default
         self.previous = _default
-        self.backend = _default = get_backend(backend, **options)
+        self.backend = _default = get_backend(backend, device=device, parallel=parallel, tf32=tf32, graphs=graphs)
 
     def __enter__(self):
         return self.backend

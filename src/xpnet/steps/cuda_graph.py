@@ -59,8 +59,10 @@ class GraphStep(PlainStep):
         if backend.graphs is True:
             warnings.warn(f"CUDA graphs were asked for but {reason}; using the plain step", stacklevel=4)
 
-    def __init__(self, net, loss, optimizer, **options):
-        super().__init__(net, loss, optimizer, **options)
+    def __init__(self, net, loss, optimizer, gradient="backprop", max_norm=None, clip_norm=None, eps=1e-3,
+                 method="central"):
+        super().__init__(net, loss, optimizer, gradient=gradient, max_norm=max_norm, clip_norm=clip_norm, eps=eps,
+                         method=method)
         self.backend = net.backend
         self.backend.activate()
         self.entries = {}  # (X shape, T shape) → _Graph, or None for shapes that use the plain step

@@ -157,6 +157,8 @@ class ModelCheckpoint(Callback):
     ``path`` may hold ``{epoch}``, e.g. ``"runs/net-{epoch:03d}.npz"``.
     """
 
+    writes_files = True  # in data-parallel training, rank 0 alone runs it
+
     def __init__(self, path: str | os.PathLike[str], monitor: str = "auto", save_best_only: bool = False):
         self.path = os.fspath(path)
         self.monitor = monitor if monitor == "auto" else check_monitor("ModelCheckpoint", monitor)
@@ -182,6 +184,8 @@ class ModelCheckpoint(Callback):
 class _EpochLog(Callback):
     """A file with one record per epoch: rewritten on a fresh run, cut back to the resumed epoch and appended to
     on a resumed one. Each record is flushed as the epoch ends."""
+
+    writes_files = True  # in data-parallel training, rank 0 alone runs it
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = os.fspath(path)

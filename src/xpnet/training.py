@@ -162,6 +162,8 @@ def fit(net: Any, X: Any, y: Any, loss: str | losses.Loss = "mse", optimizer: st
         step = data_parallel(net, distributed).wrap(step)
         progress = progress and step.dp.rank == 0
         checkpoint = checkpoint if step.dp.rank == 0 else None
+        if step.dp.rank != 0:  # the other ranks see the same metrics, so they stop alike, but write nothing
+            callbacks = [c for c in callbacks if not getattr(c, "writes_files", False)]
 
     def capture():
         best = (stopper.best, stopper.waited, stopper.best_weights) if stopper is not None else (math.inf, 0, None)

@@ -92,7 +92,13 @@ def get_backend(backend=None, *, device=None, parallel=None, tf32=None, graphs=N
             _instances[key] = getattr(_module(name), REGISTRY[name][1])(**options)
         except TypeError as e:
             raise ConfigError(f"bad options for backend {name!r}: {e}") from None
+        _instances[key].registry_key = key
     return _instances[key]
+
+
+def restore(name, options):
+    """The backend a pickle names: ``get_backend(name, **options)`` here."""
+    return get_backend(name, **dict(options))
 
 
 class use:

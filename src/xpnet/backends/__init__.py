@@ -7,9 +7,12 @@ True
 ...     backend.name
 'numpy'
 """
+from __future__ import annotations
+
 import importlib
 import os
 import types
+from typing import Any
 
 from ..errors import BackendUnavailableError, ConfigError, lookup
 from .base import Backend
@@ -60,7 +63,8 @@ def resolve(name):
     return name
 
 
-def get_backend(backend=None, *, device=None, parallel=None, tf32=None, graphs=None):
+def get_backend(backend: str | Backend | types.ModuleType | None = None, *, device: Any = None,
+                parallel: bool | None = None, tf32: bool | None = None, graphs: bool | str | None = None) -> Backend:
     """A Backend from a name, ``"auto"``, an array namespace module, a Backend, or None (the current one).
 
     Options, each for the backends that have it (None: the backend's default):
@@ -107,7 +111,8 @@ class use:
     The with-form restores the previous default on exit. Options go to the backend, e.g. ``device=1``.
     """
 
-    def __init__(self, backend="auto", *, device=None, parallel=None, tf32=None, graphs=None):
+    def __init__(self, backend: str | Backend | types.ModuleType = "auto", *, device: Any = None,
+                 parallel: bool | None = None, tf32: bool | None = None, graphs: bool | str | None = None):
         global _default
         self.previous = _default
         self.backend = _default = get_backend(backend, device=device, parallel=parallel, tf32=tf32, graphs=graphs)

@@ -177,8 +177,8 @@ class OneCycle(Schedule):
 
 
 class ReduceOnPlateau(Schedule):
-    """Multiply the rate by ``factor`` once ``monitor`` has not improved for ``patience`` epochs (not below
-    ``min_lr``). Counted in epochs: fit calls ``epoch_end`` with each epoch's metrics."""
+    """Multiply the rate by ``factor`` once ``monitor`` has gone more than ``patience`` epochs without improving
+    by ``min_delta`` (PyTorch's rule), never below ``min_lr``. Counted in epochs: fit calls ``epoch_end``."""
 
     per_step = False
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 import xpnet as xn
-from xpnet import checkpoint
 
 # Run before every row, in a fresh namespace; `tmp` is an empty scratch folder.
 PRELUDE = """\
@@ -101,7 +100,7 @@ CASES = [
     C("Training settings", "fractional epochs", 'net.fit(X, y, loss="softmax_ce", epochs=1.5)', E.ConfigError,
       ValueError, "got 1.5"),
     C("Training settings", "lr = 0", "xn.optim.SGD(lr=0)", E.ConfigError, ValueError,
-      "lr must be a number in (0.0, inf), got 0"),
+      "lr must be a finite number > 0, got 0"),
     C("Training settings", "negative lr", "xn.optim.Adam(lr=-0.1)", E.ConfigError, ValueError, "got -0.1"),
     C("Training settings", "NaN lr", 'xn.optim.RMSProp(lr=float("nan"))', E.ConfigError, ValueError, "got nan"),
     C("Training settings", "lr given as text", 'xn.optim.SGD(lr="0.1")', E.ConfigError, ValueError, "got '0.1'"),
@@ -120,6 +119,25 @@ CASES = [
     C("Training settings", "early stopping on val_loss without validation data",
       'net.fit(X, y, loss="softmax_ce", early_stopping=xn.EarlyStopping(monitor="val_loss"))', E.ConfigError,
       ValueError, "needs validation_data or validation_split"),
+    C("Training settings", "schedule with a negative rate", "xn.optim.SGD(lr=xn.schedules.Step(step_size=10, lr=-0.1))",
+      E.ConfigError, ValueError, "lr must be a finite number > 0, got -0.1"),
+    C("Training settings", "schedule with a non-finite rate", 'xn.schedules.Cosine(total=100, min_lr=float("inf"))',
+      E.ConfigError, ValueError, "min_lr must be a finite number ≥ 0, got inf"),
+    C("Training settings", "callable schedule returning a negative rate",
+      "xn.optim.Adam(lr=lambda step: -0.01)", E.ConfigError, ValueError,
+      "must return a finite number ≥ 0, got -0.01 at step 0"),
+    C("Training settings", "warmup longer than the schedule", "xn.schedules.Cosine(total=100, warmup=200)",
+      E.ConfigError, ValueError, "warmup must be at most total=100 steps, got 200"),
+    C("Training settings", "unknown monitor name", 'xn.schedules.ReduceOnPlateau(monitor="val_los")', E.ConfigError,
+      ValueError, "monitor must be one of 'loss', 'val_loss', 'accuracy', 'val_accuracy', got 'val_los'"),
+    C("Training settings", "plateau on val_loss without validation data",
+      'net.fit(X, y, loss="softmax_ce", optimizer=xn.optim.SGD(lr=xn.schedules.ReduceOnPlateau()))',
+      E.ConfigError, ValueError, "ReduceOnPlateau on val_loss needs validation_data or validation_split"),
+    C("Training settings", "callback with none of the methods", 'net.fit(X, y, loss="softmax_ce", callbacks=[print])',
+      E.ConfigError, ValueError, "callbacks[0] (builtin_function_or_method) has none of the methods"),
+    C("Training settings", "callbacks not in a list",
+      'net.fit(X, y, loss="softmax_ce", callbacks=xn.callbacks.CSVLogger(tmp / "log.csv"))', E.ConfigError,
+      ValueError, "callbacks must be a list of callback objects, got CSVLogger"),
     C("Training settings", "negative seed", 'net.fit(X, y, loss="softmax_ce", seed=-1)', E.ConfigError, ValueError,
       "seed must be an integer ≥ 0, got -1"),
     C("Training settings", "seed given as text", 'xn.MLP([2, 1], seed="42")', E.ConfigError, ValueError,

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import xpnet as xn
-from xpnet.gradients import relative_error
 
 from fakecupy import fake_cupy  # noqa: F401 (fixture)
 

@@ -73,12 +73,12 @@ def test_history_fields(backend):
     X, y = xn.datasets.circles(n=100, seed=0)
     hist = xn.MLP([2, 8, 2], backend=backend).fit(X, y, loss="softmax_ce", epochs=3, validation_split=0.2,
                                                   progress=False)
-    assert set(hist.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "samples_per_sec"}
+    assert set(hist.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "samples_per_sec"}
     assert all(len(v) == 3 for v in hist.history.values()) and hist.epochs == 3
     assert all(0 <= a <= 1 for a in hist.history["val_accuracy"])
     assert all(s > 0 for s in hist.history["samples_per_sec"])
     mse_hist = xn.MLP([2, 4, 1]).fit(X, y, loss="mse", epochs=2, progress=False)
-    assert set(mse_hist.history) == {"loss", "samples_per_sec"}
+    assert set(mse_hist.history) == {"loss", "lr", "samples_per_sec"}
 
 
 def test_early_stopping_restores_the_best_weights():

@@ -217,11 +217,17 @@ class Sequential:
         return steps.compile(self, losses.get(loss), optim.get(optimizer), gradient=gradient,
                              max_norm=max_norm, clip_norm=clip_norm, eps=eps, method=method)
 
-    def fit(self, X, y, loss="mse", optimizer="sgd", epochs=1, batch_size="auto", **kwargs):
-        """Train; returns a History. See ``xpnet.training.fit`` for every argument."""
+    def fit(self, X, y, loss="mse", optimizer="sgd", epochs=1, batch_size="auto", *, validation_data=None,
+            validation_split=0.0, shuffle=True, early_stopping=None, callbacks=None, max_norm=None, clip_norm=None,
+            gradient="backprop", progress=True, seed=0, checkpoint=None, every=1, resume=None, distributed=False):
+        """Train; returns a History. ``xpnet.training.fit`` says what each argument does."""
         from .training import fit
 
-        return fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size, **kwargs)
+        return fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
+                   validation_data=validation_data, validation_split=validation_split, shuffle=shuffle,
+                   early_stopping=early_stopping, callbacks=callbacks, max_norm=max_norm, clip_norm=clip_norm,
+                   gradient=gradient, progress=progress, seed=seed, checkpoint=checkpoint, every=every, resume=resume,
+                   distributed=distributed)
 
     # ---- checkpoints -----------------------------------------------------------------
 
@@ -397,7 +403,7 @@ class _ShapeOnlyRng:
     def random(self, size=None, dtype=None):
         return self._zeros(size)
 
-    def integers(self, *args, **kwargs):
+    def integers(self, low, high=None, size=None, dtype=None, endpoint=False):
         return 0
 
 

@@ -41,6 +41,20 @@ class Backend:
         device = "" if self.device is None else f", device={self.device!r}"
         return f"<xpnet backend {self.name!r}{device}>"
 
+    # A backend is a shared service, not data: copies are itself, and a pickle names it (get_backend sets
+    # ``registry_key``) so that unpickling asks get_backend for the same one on the machine that loads it.
+    registry_key = None
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        if self.registry_key is None:
+            raise TypeError(f"{self!r} was not made by xn.get_backend, so a pickle could not find it again")
+        from . import restore
+
+        return restore, self.registry_key
+
     # ---- arrays and devices -------------------------------------------------
 
     def dtype(self, name):

@@ -249,7 +249,7 @@ class CupyBackend(Backend):
                                  "count": z.shape[0]})
         return xp.sum(terms) / z.shape[0], grad  # BP1: (softmax − y) / n
 
-    _LOSSES = {**Backend._LOSSES, "softmax_ce": _softmax_ce}
+    _LOSSES = {**Backend._LOSSES, "softmax_ce": _softmax_ce}  # type: ignore[dict-item]
 
     def sgd_update(self, param, grad, velocity, lr, momentum, nesterov, weight_decay):
         decay = bool(weight_decay)

@@ -184,9 +184,10 @@ CASES = [
       ImportError, "To fix: pip install 'xpnet[cuda13]'", needs=("no cupy",), exact=False),
     C("Backends and devices", "an option the backend does not take", 'xn.get_backend("numpy", device="gpu")',
       E.ConfigError, ValueError, "bad options for backend 'numpy'", exact=False),
-    C("Backends and devices", "a torch tensor for a NumPy network",
-      "import torch; net.predict(torch.zeros(3, 2))", E.DeviceError, TypeError,
-      "expected a NumPy array or an array of backend 'numpy', got torch.Tensor", needs=("torch",)),
+    C("Backends and devices", "a bfloat16 torch tensor (shared through DLPack)",
+      "import torch; net.predict(torch.zeros(3, 2, dtype=torch.bfloat16))", E.DataTypeError, TypeError,
+      "cannot share torch.Tensor (torch.bfloat16) through DLPack: Unsupported dtype in DLTensor. xpnet computes in "
+      "float32 or float64 (ints and bools are converted)", needs=("torch",), exact=False),
     C("Backends and devices", "an array on another device",
       'on1 = xn.MLP([2, 1], backend=xn.get_backend("array_api_strict", device="device1")); '
       'on1.predict(xn.get_backend("array_api_strict", device="device2").asarray(np.zeros((3, 2))))',

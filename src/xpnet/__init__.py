@@ -15,9 +15,10 @@ from .backends.base import to_dlpack  # noqa: E402
 from .gradients import backprop, finite_difference, gradcheck  # noqa: E402
 from .network import MLP, Sequential, load  # noqa: E402
 from .perceptron import Perceptron  # noqa: E402
+from .pytorch import from_torch  # noqa: E402
 from .trace import trace  # noqa: E402
 from .training import EarlyStopping, History  # noqa: E402
 
 __all__ = ["MLP", "Sequential", "Perceptron", "EarlyStopping", "History", "backends", "backprop", "datasets",
-           "distributed", "errors", "finite_difference", "get_backend", "gradcheck", "init", "layers", "load", "losses",
+           "distributed", "errors", "finite_difference", "from_torch", "get_backend", "gradcheck", "init", "layers", "load", "losses",
            "optim", "to_dlpack", "trace", "use", "__version__"]

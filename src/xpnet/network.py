@@ -237,6 +237,12 @@ class Sequential:
         """
         checkpoint.save(path, self.config(), self.state(), extra=extra)
 
+    def to_torch(self):
+        """The twin torch.nn.Sequential, with these weights (needs PyTorch: ``pip install 'xpnet[torch]'``)."""
+        from . import pytorch  # pytorch builds networks: imported here, not at the top, to break the cycle
+
+        return pytorch.to_torch(self)
+
     def summary(self):
         """A table as Keras prints it: each layer, its output shape (None: the batch) and its parameter count."""
         rows = [("Layer", "Output shape", "Params"), ("input", str((None, *self.input_shape)), "")]

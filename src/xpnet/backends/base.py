@@ -112,7 +112,7 @@ class Backend:
             return self.from_dlpack(x)
         except (BufferError, TypeError, ValueError, RuntimeError) as e:  # a dtype DLPack or NumPy cannot carry
             raise DataTypeError(f"cannot share {type(x).__module__}.{type(x).__name__} ({getattr(x, 'dtype', '?')}) "
-                                f"through DLPack: {e}. xpnet computes in {' or '.join(FLOAT_DTYPES)} "
+                                f"through DLPack ({str(e).rstrip('.')}); xpnet computes in {' or '.join(FLOAT_DTYPES)} "
                                 f"(ints and bools are converted)") from None
 
     def from_dlpack(self, x):

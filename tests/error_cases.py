@@ -6,6 +6,7 @@ rewrite the page with:
 
     PYTHONPATH=src python tests/error_cases.py > docs/errors.md
 """
+import importlib.util
 import os
 import re
 import tempfile
@@ -202,13 +203,25 @@ CASES = [
       ImportError, "To fix: pip install 'xpnet[cuda13]'", needs=("no cupy",), exact=False),
     C("Backends and devices", "an option the backend does not take", 'xn.get_backend("numpy", device="gpu")',
       E.ConfigError, ValueError, "bad options for backend 'numpy'", exact=False),
-    C("Backends and devices", "a torch tensor for a NumPy network",
-      "import torch; net.predict(torch.zeros(3, 2))", E.DeviceError, TypeError,
-      "expected a NumPy array or an array of backend 'numpy', got torch.Tensor", needs=("torch",)),
+    C("Backends and devices", "a bfloat16 torch tensor (shared through DLPack)",
+      "import torch; net.predict(torch.zeros(3, 2, dtype=torch.bfloat16))", E.DataTypeError, TypeError,
+      "cannot share torch.Tensor (torch.bfloat16) through DLPack (Unsupported dtype in DLTensor); xpnet computes in "
+      "float32 or float64 (ints and bools are converted)", needs=("torch",), exact=False),
     C("Backends and devices", "an array on another device",
       'on1 = xn.MLP([2, 1], backend=xn.get_backend("array_api_strict", device="device1")); '
       'on1.predict(xn.get_backend("array_api_strict", device="device2").asarray(np.zeros((3, 2))))',
       E.DeviceError, TypeError, "the network on array_api_strict.Device('device1')", needs=("array_api_strict",)),
+    C("Backends and devices", "a torch module that is not Sequential",
+      "import torch; xn.from_torch(torch.nn.Linear(2, 3))", E.ConfigError, ValueError,
+      "from_torch takes a torch.nn.Sequential, got torch.nn.modules.linear.Linear; wrap it: "
+      "torch.nn.Sequential(module)", needs=("torch",)),
+    C("Backends and devices", "a torch module xpnet has no layer for",
+      "import torch; xn.from_torch(torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Softplus()))", E.ConfigError,
+      ValueError, "module 1 (Softplus) has no xpnet layer", needs=("torch",)),
+    C("Backends and devices", "a float16 torch module",
+      "import torch; xn.from_torch(torch.nn.Sequential(torch.nn.Linear(2, 3)).half())", E.DataTypeError, TypeError,
+      "the module's parameters are torch.float16; xpnet supports one of torch.float32, torch.float64 (call "
+      "module.float() or module.double() first)", needs=("torch",)),
     # ---- numerics ---------------------------------------------------------------------------------
     C("Numerics", "a loss that overflows to NaN in a mini-batch",
       'xn.MLP([2, 8, 1], activation="relu", seed=0).fit(np.full((8, 2), 1e3), np.full(8, 1e3), '
@@ -220,6 +233,13 @@ CASES = [
       'optimizer=xn.optim.SGD(10.0), epochs=30, progress=False)', E.DivergenceError, FloatingPointError,
       "last update of epoch 3 (batch 1 of 1); the net and optimiser keep the state they had after epoch 2"),
     # ---- checkpoints ------------------------------------------------------------------------------
+    C("Checkpoints", "a suffix that matches no format", 'net.save(tmp / "model.pt")', E.ConfigError, ValueError,
+      "its suffix matches no checkpoint format; xpnet writes .npz and .safetensors files"),
+    C("Checkpoints", "a safetensors file without an xpnet header",
+      'import safetensors.numpy; safetensors.numpy.save_file({"w": np.zeros(2)}, tmp / "hf.safetensors"); '
+      'xn.load(tmp / "hf.safetensors")', E.CheckpointError, ValueError,
+      "is a safetensors file but not an xpnet checkpoint (its __metadata__ has no __xpnet_header__)",
+      needs=("safetensors",)),
     C("Checkpoints", "missing file", 'xn.load(tmp / "nothing.npz")', E.CheckpointError, ValueError,
       "cannot read checkpoint tmp/nothing.npz: No such file or directory"),
     C("Checkpoints", "a folder", "xn.load(tmp)", E.CheckpointError, ValueError, "Is a directory"),
@@ -284,6 +304,10 @@ def skip_reason(case):
     for need in case.needs:
         if need == "no cupy" and "cupy" in xn.backends.available():
             return "cupy is installed here, so no backend is missing"
+        if need == "safetensors":  # a library, not a backend
+            if importlib.util.find_spec("safetensors") is None:
+                return "needs safetensors: pip install 'xpnet[safetensors]'"
+            continue
         if need != "no cupy" and xn.backends.unavailable_reason(need) is not None:
             return f"needs the {need} backend: {xn.backends.unavailable_reason(need)}"
     return None

@@ -309,7 +309,16 @@ class FakeCupy:
             fake.matmul_compute_types.append(fake.compute_types.get(str(a.dtype).split(".")[-1]))
             return strict.matmul(a, b)
 
+        def from_dlpack(x):
+            # As CuPy: the array stays where it is; one on another device (or the host) is refused.
+            if x.__dlpack_device__() != (2, fake.current):
+                raise BufferError(f"from_dlpack: the array is on DLPack device {x.__dlpack_device__()}, "
+                                  f"the current device is (2, {fake.current})")
+            fake.calls["from_dlpack"] += 1
+            return strict.asarray(x.memory, device=fake.device(), copy=False)
+
         cupy.empty, cupy.zeros, cupy.asarray, cupy.asnumpy = empty, zeros, asarray, asnumpy
+        cupy.from_dlpack = from_dlpack
         cupy.ascontiguousarray, cupy.matmul = fake.recorded(ascontiguousarray), matmul
         cupy.ElementwiseKernel = lambda in_params, out_params, operation, name: ElementwiseKernel(
             fake, in_params, out_params, operation, name)
@@ -498,8 +507,31 @@ class ElementwiseKernel:
 
 # ---- fixtures (import them into a test module to use them) -----------------------------------
 
+class ForeignGPUArray:
+    """Another library's array on fake GPU ``index`` (a torch CUDA tensor, a JAX GPU array): it speaks
+    DLPack only, and ``memory`` is its device memory (a NumPy array the fake's from_dlpack shares)."""
+
+    def __init__(self, memory, index=0):
+        self.memory, self.index = memory, index
+        self.shape, self.dtype = memory.shape, memory.dtype
+
+    def __dlpack_device__(self):
+        return (2, self.index)
+
+    def __dlpack__(self, **kwargs):
+        raise BufferError("a GPU array cannot be read on the host through DLPack")
+
+    def __getitem__(self, key):
+        return ForeignGPUArray(self.memory[key], self.index)
+
+    def __len__(self):
+        return len(self.memory)
+
+
 def install(monkeypatch, fake):
-    """Put ``fake`` in sys.modules as cupy/cupyx and make the registry forget its probes and instances."""
+    """Put ``fake`` in sys.modules as cupy/cupyx and make the registry forget its probes and instances.
+
+    Arrays on the fake GPUs report a CUDA DLPack device, as CuPy's do (array-api-strict says CPU)."""
     import array_api_compat
 
     import xpnet.backends as registry
@@ -507,6 +539,13 @@ def install(monkeypatch, fake):
     for name, module in fake.modules().items():
         monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.setattr(array_api_compat, "array_namespace", lambda *arrays, **options: fake.xp)
+    original = ArrayType.__dlpack_device__
+
+    def dlpack_device(self):
+        name = str(self.device).split("'")[1] if "'" in str(self.device) else None
+        return (2, DEVICES.index(name)) if name in DEVICES else original(self)
+
+    monkeypatch.setattr(ArrayType, "__dlpack_device__", dlpack_device)
     monkeypatch.setattr(registry, "_probes", {})
     monkeypatch.setattr(registry, "_instances", {})
     return fake

@@ -243,6 +243,18 @@ class Sequential:
         """
         checkpoint.save(path, self.config(), self.state(), extra=extra)
 
+    def to_torch(self):
+        """The twin torch.nn.Sequential, with these weights (needs PyTorch: ``pip install 'xpnet[torch]'``)."""
+        from . import pytorch  # pytorch builds networks: imported here, not at the top, to break the cycle
+
+        return pytorch.to_torch(self)
+
+    def export_onnx(self, path):
+        """Write this network as an ONNX model for inference, batch axis symbolic (``pip install 'xpnet[onnx]'``)."""
+        from . import onnx_export  # optional: imports onnx only when asked
+
+        onnx_export.export_onnx(self, path)
+
     def summary(self):
         """A table as Keras prints it: each layer, its output shape (None: the batch) and its parameter count."""
         rows = [("Layer", "Output shape", "Params"), ("input", str((None, *self.input_shape)), "")]

@@ -8,7 +8,8 @@ Rules the backend keeps:
 
 - Host data (NumPy arrays, lists) is copied to the device once when it enters
   (``asarray``; ``fit`` moves the whole data set once per fit). Arrays of other
-  libraries, or CuPy arrays on another GPU, raise DeviceError naming both sides.
+  libraries on this GPU (torch, JAX) are shared through DLPack, without a copy;
+  arrays on another device raise DeviceError naming both sides.
 - Every kernel, allocation, graph launch and allreduce runs inside this backend's
   GPU (``cupy.cuda.Device``): with 2+ GPUs the current one may be another's, and
   array-api-compat ignores ``device=`` for CuPy's creation functions.
@@ -102,6 +103,7 @@ class CupyBackend(Backend):
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
             raise ConfigError(f"device must be a GPU index from 0 to {count - 1} ({count} GPU(s) here), got {device!r}")
         self.cp, self.device_id, self.graphs = cp, index, graphs
+        self.dlpack_device = (2, index)  # torch CUDA tensors, JAX GPU arrays, ... on this GPU are shared
         with cp.cuda.Device(index):
             probe_array = cp.empty(0, dtype=cp.float32)
         xp = on_device(array_api_compat.array_namespace(probe_array), self._device)
@@ -144,6 +146,9 @@ class CupyBackend(Backend):
         self.activate()
         with self._device():
             return super().asarray(x, dtype=dtype)
+
+    def from_dlpack(self, x):
+        return self.cp.from_dlpack(x)
 
     def to_numpy(self, x):
         return x if isinstance(x, np.ndarray) else self.cp.asnumpy(x)

@@ -238,8 +238,22 @@ def test_networks_without_blas_sized_products_get_the_variant_without_blas():
 
     small = xn.MLP([2, 16, 16, 2], backend="numba").compile("softmax_ce", "sgd")
     large = xn.MLP([40, 48, 10], backend="numba").compile("softmax_ce", "sgd")
-    assert small._compiled(32) is mlp.SMALL and large._compiled(64) is mlp and large._compiled(8) is mlp.SMALL
-    assert not mlp.SMALL.train.py_func.__globals__["USE_BLAS"] and mlp.USE_BLAS
+    assert small._compiled(32).key[-1] is False and large._compiled(64).key[-1] is True
+    assert large._compiled(8).key[-1] is False
+    assert not small._compiled(32).train.py_func.__globals__["USE_BLAS"] and mlp.USE_BLAS
+
+
+def test_a_variant_compiles_only_what_its_network_uses():
+    """Flags frozen per variant: a tanh/softmax_ce/SGD backprop step has no other activation, loss,
+    optimiser or finite differences in it, and the module's own functions keep everything."""
+    from xpnet.backends import numba_mlp as mlp
+
+    step = xn.MLP([2, 16, 16, 2], activation="tanh", backend="numba").compile("softmax_ce", "sgd")
+    flags = step._compiled(32).train.py_func.__globals__
+    assert flags["TANH_ON"] and flags["IDENTITY_ON"] and flags["SOFTMAX_CE_ON"] and flags["SGD_ON"]
+    assert not any(flags[name] for name in ("SIGMOID_ON", "RELU_ON", "GELU_ON", "MSE_ON", "ADAM_ON", "FD_ON"))
+    assert mlp.GELU_ON and mlp.FD_ON and mlp.ADAM_ON
+    assert step._compiled(32) is step._compiled(16)  # one compiled variant per network, whatever the batch
 
 
 def test_fused_blas_path_with_shuffled_batches_matches_plain(rng):

@@ -61,7 +61,11 @@ class FusedMLPStep(Step):
         shapes = [layer.params["W"].shape for layer in dense]
         self.dense = dense
         self.sizes = [shapes[0][0]] + [fan_out for _, fan_out in shapes]
-        self.layout, n_params = mlp.make_layout(self.sizes, [layer.fused_op()[1] for layer in dense])
+        activations = [layer.fused_op()[1] for layer in dense]
+        self.layout, n_params = mlp.make_layout(self.sizes, activations)
+        self.largest_product = max(a * b for a, b in zip(self.sizes, self.sizes[1:]))
+        self.variant_key = lambda blas: mlp.variant_key(activations, loss.kernel, optimizer.config()["name"],
+                                                        gradient, blas)
         self.alphas = np.array([layer.fused_op()[2] for layer in dense], dtype=np.float64)
         ends = np.cumsum([n for fan_in, fan_out in shapes for n in (fan_in * fan_out, fan_out)])
         self.slices = [(int(a), int(b)) for a, b in zip(np.concatenate([[0], ends[:-1]]), ends)]
@@ -121,9 +125,9 @@ class FusedMLPStep(Step):
         return self.buffers
 
     def _compiled(self, batch_size):
-        """numba_mlp itself, or its variant without BLAS when no product of a batch this size would use BLAS."""
-        largest = max(a * b for a, b in zip(self.sizes, self.sizes[1:])) * batch_size
-        return self.mlp.SMALL if largest < self.mlp.BLAS_MIN else mlp
+        """The variant of numba_mlp's functions for this network, with BLAS calls when a batch this size
+        has a product large enough for them."""
+        return self.mlp.variant(self.variant_key(self.largest_product * batch_size >= self.mlp.BLAS_MIN))
 
     def _train(self, X, T, order, batch_size, repeats):
         self._adopt()

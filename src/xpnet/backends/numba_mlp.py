@@ -37,7 +37,8 @@ LR, MOMENTUM, NESTEROV, RHO, BETA1, BETA2, EPS, WEIGHT_DECAY, MAX_NORM, CLIP_NOR
 N_HP = 12
 BLAS_MIN = 1 << 15  # multiply-adds in a product from which BLAS beats plain loops
 USE_BLAS = True  # False in the variant for networks with no product that large (see SMALL below)
-SMALL_BLOCK = 64  # activations up to which a scalar loop beats a call to a vectorised one
+ix = np.uint64  # an unsigned index: numba wraps negative signed indices around, a compare and a select per
+# access that stops LLVM from vectorising a loop whose index it cannot prove ≥ 0 (offsets read from layout)
 
 
 def jit(fn):
@@ -131,25 +132,25 @@ def activate(code, Z, A, start, stop, alpha):
     loop, a straight run of one formula, vectorises."""
     if SIGMOID_ON and code == SIGMOID:
         for k in range(start, stop):
-            A[k] = _sigmoid(M, Z[k], alpha)
+            A[ix(k)] = _sigmoid(M, Z[ix(k)], alpha)
     elif TANH_ON and code == TANH:
         for k in range(start, stop):
-            A[k] = _tanh(M, Z[k], alpha)
+            A[ix(k)] = _tanh(M, Z[ix(k)], alpha)
     elif RELU_ON and code == RELU:
         for k in range(start, stop):
-            A[k] = _relu(M, Z[k], alpha)
+            A[ix(k)] = _relu(M, Z[ix(k)], alpha)
     elif LEAKY_RELU_ON and code == LEAKY_RELU:
         for k in range(start, stop):
-            A[k] = _leaky_relu(M, Z[k], alpha)
+            A[ix(k)] = _leaky_relu(M, Z[ix(k)], alpha)
     elif GELU_ON and code == GELU:
         for k in range(start, stop):
-            A[k] = _gelu(M, Z[k], alpha)
+            A[ix(k)] = _gelu(M, Z[ix(k)], alpha)
     elif GELU_TANH_ON and code == GELU_TANH:
         for k in range(start, stop):
-            A[k] = _gelu_tanh(M, Z[k], alpha)
+            A[ix(k)] = _gelu_tanh(M, Z[ix(k)], alpha)
     else:
         for k in range(start, stop):
-            A[k] = Z[k]
+            A[ix(k)] = Z[ix(k)]
 
 
 @jit_inline
@@ -157,22 +158,22 @@ def activate_grad(code, D, Z, A, start, stop, alpha):
     """D[k] ← D[k] σ'(Z[k]) on [start, stop): ∂C/∂a becomes δ = ∂C/∂z (BP1 at the output, BP2's σ' below)."""
     if SIGMOID_ON and code == SIGMOID:
         for k in range(start, stop):
-            D[k] = _sigmoid_g(M, D[k], Z[k], A[k], alpha)
+            D[ix(k)] = _sigmoid_g(M, D[ix(k)], Z[ix(k)], A[ix(k)], alpha)
     elif TANH_ON and code == TANH:
         for k in range(start, stop):
-            D[k] = _tanh_g(M, D[k], Z[k], A[k], alpha)
+            D[ix(k)] = _tanh_g(M, D[ix(k)], Z[ix(k)], A[ix(k)], alpha)
     elif RELU_ON and code == RELU:
         for k in range(start, stop):
-            D[k] = _relu_g(M, D[k], Z[k], A[k], alpha)
+            D[ix(k)] = _relu_g(M, D[ix(k)], Z[ix(k)], A[ix(k)], alpha)
     elif LEAKY_RELU_ON and code == LEAKY_RELU:
         for k in range(start, stop):
-            D[k] = _leaky_relu_g(M, D[k], Z[k], A[k], alpha)
+            D[ix(k)] = _leaky_relu_g(M, D[ix(k)], Z[ix(k)], A[ix(k)], alpha)
     elif GELU_ON and code == GELU:
         for k in range(start, stop):
-            D[k] = _gelu_g(M, D[k], Z[k], A[k], alpha)
+            D[ix(k)] = _gelu_g(M, D[ix(k)], Z[ix(k)], A[ix(k)], alpha)
     elif GELU_TANH_ON and code == GELU_TANH:
         for k in range(start, stop):
-            D[k] = _gelu_tanh_g(M, D[k], Z[k], A[k], alpha)
+            D[ix(k)] = _gelu_tanh_g(M, D[ix(k)], Z[ix(k)], A[ix(k)], alpha)
     # identity: σ' = 1, nothing to do
 
 
@@ -207,7 +208,7 @@ def forward(P, layout, alphas, m, Z, A):
                 for j in range(fan_out):
                     w = P[wo + i * fan_out + j]
                     for r in range(m):
-                        Z[out + j * m + r] += w * A[inp + i * m + r]
+                        Z[ix(out + j * m + r)] += w * A[ix(inp + i * m + r)]
         activate(code, Z, A, out, out + fan_out * m, alpha)
 
 
@@ -359,7 +360,7 @@ def batch_gradient(X, Y, order, start, m, load, P, G, layout, alphas, loss_code,
                 for j in range(fan_out):
                     s = 0.0
                     for r in range(m):
-                        s += A[inp + i * m + r] * D[out + j * m + r]
+                        s += A[ix(inp + i * m + r)] * D[ix(out + j * m + r)]
                     G[wo + i * fan_out + j] = s
             if l > 0:  # BP2: ∂C/∂a of the layer below = W δ
                 for k in range(inp, out):
@@ -368,7 +369,7 @@ def batch_gradient(X, Y, order, start, m, load, P, G, layout, alphas, loss_code,
                     for j in range(fan_out):
                         w = P[wo + i * fan_out + j]
                         for r in range(m):
-                            D[inp + i * m + r] += w * D[out + j * m + r]
+                            D[ix(inp + i * m + r)] += w * D[ix(out + j * m + r)]
     return loss
 
 

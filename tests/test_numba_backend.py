@@ -414,3 +414,57 @@ def test_fused_halves_match_the_plain_step(opt, rng):
     for a, b in zip(*(net.get_weights() for net in nets)):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
     assert fused.optimizer.steps == plain.optimizer.steps == 25
+
+
+LABELS = {"int64": lambda y, k: y.astype(np.int64), "int32": lambda y, k: y.astype(np.int32),
+          "uint8": lambda y, k: y.astype(np.uint8), "one-hot": lambda y, k: np.eye(k)[y],
+          "one-hot float32": lambda y, k: np.eye(k, dtype=np.float32)[y]}
+
+
+@pytest.mark.parametrize("x_dtype", ["float32", "float64"])
+@pytest.mark.parametrize("labels", list(LABELS))
+@pytest.mark.parametrize("net_dtype", ["float32", "float64"])
+def test_fused_call_with_any_label_form_matches_plain_step(labels, x_dtype, net_dtype, rng):
+    """step(X, y), the user's call (the fast input checks and the compiled one-hot), equals the plain step."""
+    X, y = classification(rng, n=32, d=2, k=3)
+    X, y = X.astype(x_dtype), LABELS[labels](y, 3)
+    results = []
+    for fused in (True, False):
+        net = xn.MLP([2, 16, 16, 3], activation="tanh", dtype=net_dtype, seed=3, backend="numba")
+        opt = xn.optim.SGD(0.1, momentum=0.9)
+        step = net.compile("softmax_ce", opt) if fused else PlainStep(net, xn.losses.get("softmax_ce"), opt)
+        assert ("fused" in repr(step)) == fused
+        assert not fused or step._checked(X, y) is not None  # the fast path takes every one of these forms
+        losses = [step(X, y) for _ in range(20)]
+        results.append((losses, net.get_weights()))
+    tol = dict(rtol=1e-4, atol=1e-5) if net_dtype == "float32" else dict(rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(results[0][0], results[1][0], **tol)
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(a, b, **tol)
+
+
+@pytest.mark.parametrize("x_dtype", ["float32", "float64"])
+def test_fused_call_still_catches_bad_values_written_in_place(x_dtype, rng):
+    """The fast path checks values on every call: a NaN put into X, or a label out of range put into y,
+    between two calls makes the second call raise DataError."""
+    X, y = classification(rng, n=32, d=2, k=2)
+    X = X.astype(x_dtype)
+    step = xn.MLP([2, 16, 16, 2], activation="tanh", backend="numba").compile("softmax_ce", xn.optim.SGD(0.1))
+    step(X, y)
+    X[5, 1] = np.nan
+    with pytest.raises(xn.errors.DataError, match="finite"):
+        step(X, y)
+    X[5, 1] = 0.0
+    step(X, y)
+    y[7] = 2
+    with pytest.raises(xn.errors.DataError, match=r"\[0, 2\)"):
+        step(X, y)
+    y[7] = -1
+    with pytest.raises(xn.errors.DataError, match=r"\[0, 2\)"):
+        step(X, y)
+    y[7] = 1
+    onehot = np.eye(2)[y]
+    step(X, onehot)
+    onehot[3, 0] = np.inf
+    with pytest.raises(xn.errors.DataError, match="finite"):
+        step(X, onehot)

@@ -21,6 +21,7 @@ back to back; ``compute_gradient`` and ``apply_update`` are the same two
 halves as separate entries, so data-parallel training can average G over the
 ranks in between.
 """
+import math
 import types
 
 import numpy as np
@@ -490,3 +491,27 @@ def every_variant_key():
                         for blas in (False, True):
                             keys.append(variant_key([hidden, output], loss, optimizer, gradient, blas))
     return list(dict.fromkeys(keys))
+
+
+# ---- the value checks of every step's input, one compiled pass each ---------------------
+
+@jit
+def first_nonfinite(x):
+    """Index of the first NaN or ±inf in the flat array x, or −1."""
+    for k in range(x.shape[0]):
+        if not math.isfinite(x[k]):
+            return k
+    return -1
+
+
+@jit
+def one_hot(labels, k, T):
+    """T[r] ← the one-hot row of integer class label r; returns the first r whose label is outside [0, k), or −1."""
+    for r in range(labels.shape[0]):
+        c = labels[r]
+        if c < 0 or c >= k:
+            return r
+        for j in range(k):
+            T[r, j] = 0.0
+        T[r, c] = 1.0
+    return -1

@@ -468,3 +468,32 @@ def test_fused_call_still_catches_bad_values_written_in_place(x_dtype, rng):
     onehot[3, 0] = np.inf
     with pytest.raises(xn.errors.DataError, match="finite"):
         step(X, onehot)
+
+
+NOTICE_CHILD = """
+import warnings
+import numpy as np
+import xpnet as xn
+X, y = np.random.default_rng(0).standard_normal((32, 2)), np.arange(32) % 2
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    xn.MLP([2, 3, 2], activation="relu", backend="numba").fit(X, y, loss="softmax_ce", optimizer="sgd", epochs=1,
+                                                               progress=False)
+    quiet = len(caught)
+    step = xn.MLP([2, 3, 2], activation="tanh", backend="numba").compile("softmax_ce", "sgd")
+    step(X, y)
+    step(X, y)
+    xn.MLP([2, 3, 2], activation="sigmoid", backend="numba").compile("mse", "adam")(X, np.eye(2)[y])
+notices = [w for w in caught if issubclass(w.category, xn.errors.CompileWarning)]
+print(quiet, len(notices), notices[0].filename if notices else "")
+"""
+
+
+def test_first_compile_says_so_once_per_process_and_not_with_progress_false():
+    """With nothing cached, fit(progress=False) compiles silently; then the first compiling step(X, y) warns
+    once, pointing at the caller's line, and no later compile in the process warns again."""
+    env = dict(os.environ, XPNET_NUMBA_CACHE="0")
+    result = subprocess.run([sys.executable, "-c", NOTICE_CHILD], capture_output=True, text=True, env=env,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "1", "<string>"]

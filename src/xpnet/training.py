@@ -169,6 +169,7 @@ def fit(net, X, y, loss="mse", optimizer="sgd", epochs=1, batch_size="auto", val
         best, waited, best_weights = state.best, state.waited, state.best_params
         history.stopped_early = stopper is not None and waited >= stopper.patience
     step = net.compile(loss, optimizer, gradient=gradient, max_norm=max_norm, clip_norm=clip_norm)
+    step.notices = progress  # a step that compiles on first use says so, unless progress=False
     if distributed:  # every batch split over the MPI ranks; rank 0 alone shows progress and writes checkpoints
         from .distributed import data_parallel
 

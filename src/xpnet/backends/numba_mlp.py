@@ -21,12 +21,17 @@ back to back; ``compute_gradient`` and ``apply_update`` are the same two
 halves as separate entries, so data-parallel training can average G over the
 ranks in between.
 """
+import contextlib
 import math
+import sys
 import types
+import warnings
 
 import numpy as np
+from numba.core import event
 
 from .. import kernels
+from ..errors import CompileWarning
 from . import numba_math as M
 
 ACTIVATION_CODES = {name: i for i, name in enumerate(kernels.ACTIVATIONS)}
@@ -515,3 +520,34 @@ def one_hot(labels, k, T):
             T[r, j] = 0.0
         T[r, c] = 1.0
     return -1
+
+
+# ---- saying so while compiling -----------------------------------------------------------
+
+NOTICE = ("xpnet: numba is compiling the training step for this network, once (a few seconds); later runs load "
+          "it from numba's cache, and `xpnet warmup` compiles every variant ahead of time")
+_announced = False
+
+
+class _Announce(event.Listener):
+    """Warns once per process when numba starts compiling (numba fires no event when it loads from its cache)."""
+
+    def on_start(self, ev):
+        global _announced
+        if not _announced:
+            _announced = True
+            frame = sys._getframe(1)  # blame the user's line, the first outside xpnet and numba
+            while frame.f_back is not None and frame.f_globals.get("__name__", "").split(".")[0] in ("xpnet", "numba", "contextlib"):
+                frame = frame.f_back
+            warnings.warn_explicit(NOTICE, CompileWarning, frame.f_code.co_filename, frame.f_lineno,
+                                   module=frame.f_globals.get("__name__"), registry={})
+
+    def on_end(self, ev):
+        pass
+
+
+def compile_notice(enabled=True):
+    """A context in which a numba compile (not a cache load) warns once per process; nothing if not enabled."""
+    if not enabled or _announced:
+        return contextlib.nullcontext()
+    return event.install_listener("numba:compile", _Announce())

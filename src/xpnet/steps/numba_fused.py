@@ -84,6 +84,7 @@ class FusedMLPStep(Step):
         self.batch_capacity = 0
         self.targets = np.zeros((0, self.sizes[-1]), dtype=dtype)  # one-hot labels, reused from call to call
         self.aranges = {}
+        self.ran = set()  # the variants whose train() this step has run (so compiled or loaded)
 
     def __repr__(self):
         return (f"<{self.kind}: {len(self.dense)} Dense layers {'-'.join(map(str, self.sizes))}, loss={self.loss!r}, "
@@ -144,9 +145,12 @@ class FusedMLPStep(Step):
         n_batches = -(-order.shape[0] // batch_size)
         losses = np.empty(n_batches, dtype=self.P.dtype)
         Z, A, D = self._buffers(min(batch_size, order.shape[0]))
-        self.optimizer.steps = self._compiled(batch_size).train(X, T, order, batch_size, repeats, self.P, self.G, self.S1, self.S2,
-                                         self.layout, self.alphas, self.loss_code, self.opt_code, self.hp,
-                                         self.optimizer.steps, self.gradient_code, Z, A, D, losses)
+        compiled = self._compiled(batch_size)
+        with self.mlp.compile_notice(self.notices and compiled.key not in self.ran):  # the first call may compile
+            self.optimizer.steps = compiled.train(
+                X, T, order, batch_size, repeats, self.P, self.G, self.S1, self.S2, self.layout, self.alphas,
+                self.loss_code, self.opt_code, self.hp, self.optimizer.steps, self.gradient_code, Z, A, D, losses)
+        self.ran.add(compiled.key)
         return losses
 
     # ---- the step interface (as PlainStep) ---------------------------------------------
@@ -212,8 +216,10 @@ class FusedMLPStep(Step):
         self._adopt()
         X, T = np.ascontiguousarray(X), np.ascontiguousarray(T)
         Z, A, D = self._buffers(X.shape[0])
-        loss = self._compiled(X.shape[0]).compute_gradient(X, T, np.arange(X.shape[0], dtype=np.int64), self.P, self.G, self.layout,
-                                    self.alphas, self.loss_code, self.hp, self.gradient_code, Z, A, D)
+        with self.mlp.compile_notice(self.notices):
+            loss = self._compiled(X.shape[0]).compute_gradient(
+                X, T, self._arange(X.shape[0]), self.P, self.G, self.layout, self.alphas, self.loss_code, self.hp,
+                self.gradient_code, Z, A, D)
         return np.asarray(loss, dtype=self.P.dtype), self.net.gradients()
 
     def update(self, grads):
@@ -223,5 +229,7 @@ class FusedMLPStep(Step):
             if g is not view:
                 self.G[start:stop] = np.asarray(g).reshape(-1)
         t = self.optimizer.steps + 1
-        self.mlp.apply_update(self.P, self.G, self.S1, self.S2, self.layout, self.opt_code, self.hp, t)
+        with self.mlp.compile_notice(self.notices):
+            self._compiled(self.batch_capacity).apply_update(self.P, self.G, self.S1, self.S2, self.layout,
+                                                             self.opt_code, self.hp, t)
         self.optimizer.steps = t

@@ -244,15 +244,16 @@ def test_networks_without_blas_sized_products_get_the_variant_without_blas():
 
 
 def test_a_variant_compiles_only_what_its_network_uses():
-    """Flags frozen per variant: a tanh/softmax_ce/SGD backprop step has no other activation, loss,
-    optimiser or finite differences in it, and the module's own functions keep everything."""
+    """Flags frozen per variant: a tanh backprop step has no other exp-based activation and no finite
+    differences in it, and the module's own functions keep everything."""
     from xpnet.backends import numba_mlp as mlp
 
     step = xn.MLP([2, 16, 16, 2], activation="tanh", backend="numba").compile("softmax_ce", "sgd")
     flags = step._compiled(32).train.py_func.__globals__
-    assert flags["TANH_ON"] and flags["IDENTITY_ON"] and flags["SOFTMAX_CE_ON"] and flags["SGD_ON"]
-    assert not any(flags[name] for name in ("SIGMOID_ON", "RELU_ON", "GELU_ON", "MSE_ON", "ADAM_ON", "FD_ON"))
-    assert mlp.GELU_ON and mlp.FD_ON and mlp.ADAM_ON
+    assert flags["TANH_ON"] and flags["IDENTITY_ON"] and flags["RELU_ON"]
+    assert not any(flags[name] for name in ("SIGMOID_ON", "GELU_ON", "GELU_TANH_ON", "FD_ON"))
+    assert mlp.GELU_ON and mlp.FD_ON
+    assert step._compiled(32).key in mlp.every_variant_key()
     assert step._compiled(32) is step._compiled(16)  # one compiled variant per network, whatever the batch
 
 
@@ -497,3 +498,38 @@ def test_first_compile_says_so_once_per_process_and_not_with_progress_false():
                             timeout=600)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["0", "1", "<string>"]
+
+
+WARM_CHILD = """
+import sys, warnings
+import numpy as np
+import xpnet as xn
+from xpnet.steps import warmup
+key = (("tanh",), False, False)
+if sys.argv[1] == "warm":
+    warmup.compile_variant(key, "float32")
+else:
+    net, X, batch = warmup.network_for(key, "float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", xn.errors.CompileWarning)
+        net.compile("softmax_ce", "adam")(X, np.arange(batch) % 2)
+"""
+
+
+def test_warmup_fills_numba_cache_so_a_later_process_compiles_nothing(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), XPNET_NUMBA_CACHE="1")
+    for stage in ("warm", "use"):
+        result = subprocess.run([sys.executable, "-c", WARM_CHILD, stage], capture_output=True, text=True, env=env,
+                                timeout=600)
+        assert result.returncode == 0, result.stderr
+
+
+def test_warmup_covers_the_variant_of_every_default_network():
+    from xpnet.backends import numba_mlp as mlp
+
+    keys = mlp.every_variant_key()
+    for activation in kernels.ACTIVATIONS:
+        for output in (None, "sigmoid"):
+            for gradient in ("backprop", "finite_difference"):
+                for blas in (False, True):
+                    assert mlp.variant_key([activation, output or "identity"], gradient, blas) in keys

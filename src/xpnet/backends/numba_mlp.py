@@ -91,8 +91,6 @@ SGD, RMSPROP, ADAM = (OPTIMIZER_CODES[name] for name in ("sgd", "rmsprop", "adam
 # branches they switch off before typing them, so a variant compiles only what its network uses.
 # Here, in the module itself, everything is on.
 IDENTITY_ON = SIGMOID_ON = TANH_ON = RELU_ON = LEAKY_RELU_ON = GELU_ON = GELU_TANH_ON = True
-MSE_ON = BCE_ON = BCE_LOGITS_ON = SOFTMAX_CE_ON = True
-SGD_ON = RMSPROP_ON = ADAM_ON = True
 FD_ON = True  # finite-difference gradients
 
 
@@ -223,7 +221,7 @@ def output_loss(loss_code, Y, order, start, k, m, A, D, out, bce_eps, want_grad)
     """Mean loss of the k outputs of m samples, unit j of sample r at A[out + j·m + r], against target row
     Y[order[start + r]]; with want_grad, D (same places) ← ∂C/∂a, where backpropagation starts (BP1)."""
     total = 0.0
-    if SOFTMAX_CE_ON and loss_code == SOFTMAX_CE:  # softmax cross-entropy over the k logits of each sample
+    if loss_code == SOFTMAX_CE:  # softmax cross-entropy over the k logits of each sample
         for r in range(m):
             row = order[start + r]
             top = A[out + r]
@@ -243,12 +241,12 @@ def output_loss(loss_code, Y, order, start, k, m, A, D, out, bce_eps, want_grad)
         row = order[start + r]
         for j in range(k):
             y, a, at = Y[row, j], A[out + j * m + r], out + j * m + r
-            if BCE_ON and loss_code == BCE:
+            if loss_code == BCE:
                 p = M.clip(a, bce_eps, 1.0 - bce_eps)
                 total += _cross_entropy(M, p, y)
                 if want_grad:
                     D[at] = _cross_entropy_grad(M, p, y) / count
-            elif BCE_LOGITS_ON and loss_code == BCE_LOGITS:
+            elif loss_code == BCE_LOGITS:
                 total += _ce_logits(M, a, y)
                 if want_grad:
                     D[at] = _ce_logits_grad(M, a, y) / count
@@ -386,11 +384,11 @@ def update(P, G, S1, S2, layout, opt_code, hp, t):
     if hp[CLIP_NORM] > 0.0:
         clip_gradient(G, hp[CLIP_NORM])
     # kernels.py's formulas on every parameter.
-    if RMSPROP_ON and opt_code == RMSPROP:
+    if opt_code == RMSPROP:
         for q in range(P.shape[0]):
             g = _weight_decayed(M, P[q], G[q], wd)
             P[q], S1[q] = _rmsprop(M, P[q], g, S1[q], lr, hp[RHO], hp[EPS])
-    elif ADAM_ON and opt_code == ADAM:
+    elif opt_code == ADAM:
         bias1, bias2 = 1.0 - hp[BETA1] ** t, 1.0 - hp[BETA2] ** t
         for q in range(P.shape[0]):
             g = _weight_decayed(M, P[q], G[q], wd)
@@ -445,33 +443,33 @@ def apply_update(P, G, S1, S2, layout, opt_code, hp, t):
 # The functions a variant recompiles with its own flags, callees before their callers.
 VARIANT_FUNCTIONS = ("activate", "activate_grad", "forward", "output_loss", "finite_difference", "batch_gradient",
                      "update", "train", "compute_gradient", "apply_update")
+# Activations every variant has: no exp in them, so they cost little to compile.
+ALWAYS_ON = ("identity", "relu", "leaky_relu")
 _variants = {}
 
 
-def variant_key(activations, loss, optimizer, gradient, blas):
-    """The key of the variant for these activation names, loss and optimizer names, gradient
-    ("backprop" or "finite_difference") and whether any product is large enough for BLAS."""
-    return (tuple(sorted(set(activations))), loss, optimizer, gradient != "backprop", bool(blas))
+def variant_key(activations, gradient, blas):
+    """The key of the variant for a network with these activation names, this gradient ("backprop" or
+    "finite_difference"), and whether a product in its step is large enough for BLAS."""
+    return tuple(sorted(set(activations) - set(ALWAYS_ON))), gradient != "backprop", bool(blas)
 
 
 def variant(key):
     """numba_mlp's training functions compiled with only what ``key`` (see variant_key) needs.
 
     The flags switched off are frozen to False in a copy of this module's globals,
-    so numba prunes those branches before compiling: fewer activations, one loss,
-    one optimiser, no finite differences for backprop and no BLAS calls for
-    networks whose products are all small. That cuts the first compile to a
-    fraction, and a step without np.dot has no path that raises, which keeps the
-    tiny networks' loop lean. Each variant has its own names in numba's cache.
+    so numba prunes those branches before typing them: only the exp-based
+    activations the network has, no finite differences for backprop, no BLAS
+    calls for networks whose products are all small. That cuts the first
+    compile to a fraction, and a step without np.dot has no path that raises,
+    which keeps the tiny networks' loop lean. Each variant has its own names in
+    numba's cache. Every loss and optimiser stays in: they are a few scalar loops.
     """
     if key not in _variants:
-        activations, loss, optimizer, fd, blas = key
-        flags = {f"{name.upper()}_ON": name in activations for name in ACTIVATION_CODES}
-        flags.update({f"{name.upper()}_ON": name == loss for name in LOSS_CODES})
-        flags.update({f"{name.upper()}_ON": name == optimizer for name in OPTIMIZER_CODES})
+        activations, fd, blas = key
+        flags = {f"{name.upper()}_ON": name in activations or name in ALWAYS_ON for name in ACTIVATION_CODES}
         flags.update(FD_ON=fd, USE_BLAS=blas)
-        suffix = "_".join([*(str(ACTIVATION_CODES[a]) for a in activations), loss, optimizer, "fd" if fd else "bp",
-                           "blas" if blas else "loops"])
+        suffix = "_".join([*activations, "fd" if fd else "bp", "blas" if blas else "loops"])
         scope = dict(globals(), **flags)
         for name in VARIANT_FUNCTIONS:
             dispatcher = globals()[name]
@@ -485,16 +483,11 @@ def variant(key):
 
 
 def every_variant_key():
-    """The keys ``xpnet warmup`` compiles: one activation in the hidden layers with an identity or
-    sigmoid output (or the same one throughout), each loss, optimizer and gradient, with and without BLAS."""
-    keys = []
-    for hidden in ACTIVATION_CODES:
-        for output in sorted({"identity", "sigmoid", hidden}):
-            for loss in LOSS_CODES:
-                for optimizer in OPTIMIZER_CODES:
-                    for gradient in ("backprop", "finite_difference"):
-                        for blas in (False, True):
-                            keys.append(variant_key([hidden, output], loss, optimizer, gradient, blas))
+    """The keys ``xpnet warmup`` compiles: each activation in the hidden layers with an identity or sigmoid
+    output (or the same one throughout), backprop and finite differences, with and without BLAS."""
+    keys = [variant_key([hidden, output], gradient, blas) for hidden in ACTIVATION_CODES
+            for output in ("identity", "sigmoid") for gradient in ("backprop", "finite_difference")
+            for blas in (False, True)]
     return list(dict.fromkeys(keys))
 
 

@@ -181,3 +181,20 @@ def test_verbose_prints_each_iteration(capsys):
         MLPRegressor(hidden_layer_sizes=(4,), max_iter=3, verbose=True, random_state=0).fit(X, y.astype(float))
     out = capsys.readouterr().out
     assert [line.split(",")[0] for line in out.splitlines()] == ["Iteration 1", "Iteration 2", "Iteration 3"]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_fit_compiles_one_step_and_moves_the_data_once(backend, monkeypatch):
+    """Every epoch runs the same compiled step on the data prepared once (not a recompile per epoch)."""
+    pytest.importorskip(backend)
+    from xpnet import steps, validation
+
+    compiled, prepared = [], []
+    real_compile, real_prepare = steps.compile, validation.prepare
+    monkeypatch.setattr(steps, "compile", lambda *a, **k: compiled.append(1) or real_compile(*a, **k))
+    monkeypatch.setattr(xn.sklearn, "prepare", lambda *a, **k: prepared.append(1) or real_prepare(*a, **k))
+    X, y = xn.datasets.spirals(n=60, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=7, backend=backend, random_state=0).fit(X, y)
+    assert clf.n_iter_ == 7 and len(compiled) == 1 and len(prepared) == 1

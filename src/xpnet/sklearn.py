@@ -22,7 +22,7 @@ import warnings
 
 import numpy as np
 
-from .errors import BackendUnavailableError, ConfigError, lookup
+from .errors import BackendUnavailableError, ConfigError, DivergenceError, lookup
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -37,6 +37,7 @@ except ImportError:
 
 from . import losses, optim
 from .network import MLP, build
+from .validation import prepare
 
 # scikit-learn's activation names, and xpnet's own
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu",
@@ -170,13 +171,13 @@ class _BaseMLP(BaseEstimator):
         batch_size = self._batch_size(len(X))
         if not incremental or not hasattr(self, "_optimizer"):
             self._optimizer = self._make_optimizer(batch_size)
+        step = self.net_.compile(self._loss, self._optimizer)  # one compiled step for the whole fit
+        step.notices = bool(self.verbose)
+        data = prepare(self.net_, losses.get(self._loss), X, targets)  # moved to the backend once
         for _ in range(1 if incremental else self.max_iter):
-            history = self.net_.fit(X, targets, loss=self._loss, optimizer=self._optimizer, epochs=1,
-                                    batch_size=batch_size, shuffle=self.shuffle, progress=False,
-                                    seed=int(self._rng.integers(SEED_RANGE)))
+            self.loss_ = self._epoch(step, data, batch_size)
             self.n_iter_ += 1
             self.t_ += len(X)
-            self.loss_ = history.history["loss"][-1]
             self.loss_curve_.append(self.loss_)
             if self.verbose:
                 print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
@@ -196,6 +197,20 @@ class _BaseMLP(BaseEstimator):
         if early_stopping:
             self.net_.set_weights(self._best_weights)
         return self
+
+    def _epoch(self, step, data, batch_size):
+        """One pass over the prepared (X, targets) in shuffled batches; returns the mean loss over the samples."""
+        X, T = data
+        n, backend = X.shape[0], self.net_.backend
+        rng = np.random.default_rng(int(self._rng.integers(SEED_RANGE)))
+        order = backend.asarray(rng.permutation(n)) if self.shuffle else None
+        batch_losses = backend.to_numpy(step.run_epoch(X, T, order, batch_size))
+        sizes = np.diff(np.minimum(np.arange(0, n + batch_size, batch_size), n))
+        loss = float(np.dot(batch_losses, sizes) / n)
+        if not np.isfinite(loss):
+            raise DivergenceError(f"the training loss became {loss} in iteration {self.n_iter_ + 1}; "
+                                  f"try a smaller learning_rate_init")
+        return loss
 
     def _update_no_improvement_count(self, early_stopping, X_val, T_val):
         """scikit-learn's stopping rule: count epochs that improved by less than ``tol``."""

@@ -53,7 +53,15 @@ def register(subparsers):
 def run_command(args):
     """Run the benchmarks ``args`` ask for; print the tables; write JSON and plot. Returns the exit code."""
     from ..errors import ConfigError, XpnetError, lookup
-    from . import coldstart, common, distributed, estimators, fd_vs_bp, scaling, throughput
+    from . import (
+        coldstart,
+        common,
+        distributed,
+        estimators,
+        fd_vs_bp,
+        scaling,
+        throughput,
+    )
 
     for size in args.sizes:
         lookup("benchmark size", size, throughput.CASES)

@@ -45,7 +45,7 @@ def run(backends=None, repeats=3, log=quiet):
              "accuracy": accuracy, "ratio": 1.0}]
     log(f"estimators: scikit-learn {seconds:.3g} s, {iterations} iterations")
     for name in select_backends(backends, cpu_only=True):
-        seconds, iterations, accuracy = fit_once(lambda: MLPClassifier(backend=name, **SETTINGS), X, y, repeats)
+        seconds, iterations, accuracy = fit_once(lambda name=name: MLPClassifier(backend=name, **SETTINGS), X, y, repeats)
         rows.append({"estimator": f"xpnet MLPClassifier ({name})", "seconds": seconds, "iterations": iterations,
                      "accuracy": accuracy, "ratio": seconds / rows[0]["seconds"]})
         log(f"estimators: xpnet {name} {seconds:.3g} s, {iterations} iterations")

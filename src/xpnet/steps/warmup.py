@@ -21,7 +21,7 @@ def network_for(key, dtype):
     """(net, X, batch) whose compiled step is the variant ``key``."""
     from ..network import MLP
 
-    activations, fd, blas = key
+    activations, _, blas = key
     hidden = activations[0] if activations else "relu"
     output = activations[-1] if len(activations) > 1 else "identity"
     width, batch = (64, 16) if blas else (3, 4)  # 64·64·16 products reach BLAS_MIN; 3·3·4 stay in loops

@@ -10,7 +10,7 @@ import xpnet as xn
 from xpnet import checkpoint
 from xpnet.cli import build_parser, main
 
-COMMANDS = ["info", "train", "predict", "gradcheck", "explain", "race"]
+COMMANDS = ["info", "train", "predict", "gradcheck", "explain", "race", "warmup"]
 
 
 def test_train_on_spirals_prints_metrics(capsys):
@@ -145,6 +145,7 @@ def test_every_command_is_listed_in_the_top_level_help(capsys):
     (["explain", "--sample", "7"], "xpnet: error: --sample picks one of the 4 XOR points"),
     (["race", "--surface", "rosenbruck"], "xpnet: error: unknown surface 'rosenbruck'"),
     (["nonsense"], "xpnet: error: argument command: invalid choice: 'nonsense'"),
+    (["warmup", "--dtype", "float16"], "xpnet: error: --dtype takes float32 and float64, got 'float16'"),
 ])
 def test_errors_are_one_line_and_exit_non_zero(argv, start, capsys):
     try:

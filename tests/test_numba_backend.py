@@ -238,8 +238,23 @@ def test_networks_without_blas_sized_products_get_the_variant_without_blas():
 
     small = xn.MLP([2, 16, 16, 2], backend="numba").compile("softmax_ce", "sgd")
     large = xn.MLP([40, 48, 10], backend="numba").compile("softmax_ce", "sgd")
-    assert small._compiled(32) is mlp.SMALL and large._compiled(64) is mlp and large._compiled(8) is mlp.SMALL
-    assert not mlp.SMALL.train.py_func.__globals__["USE_BLAS"] and mlp.USE_BLAS
+    assert small._compiled(32).key[-1] is False and large._compiled(64).key[-1] is True
+    assert large._compiled(8).key[-1] is False
+    assert not small._compiled(32).train.py_func.__globals__["USE_BLAS"] and mlp.USE_BLAS
+
+
+def test_a_variant_compiles_only_what_its_network_uses():
+    """Flags frozen per variant: a tanh backprop step has no other exp-based activation and no finite
+    differences in it, and the module's own functions keep everything."""
+    from xpnet.backends import numba_mlp as mlp
+
+    step = xn.MLP([2, 16, 16, 2], activation="tanh", backend="numba").compile("softmax_ce", "sgd")
+    flags = step._compiled(32).train.py_func.__globals__
+    assert flags["TANH_ON"] and flags["IDENTITY_ON"] and flags["RELU_ON"]
+    assert not any(flags[name] for name in ("SIGMOID_ON", "GELU_ON", "GELU_TANH_ON", "FD_ON"))
+    assert mlp.GELU_ON and mlp.FD_ON
+    assert step._compiled(32).key in mlp.every_variant_key()
+    assert step._compiled(32) is step._compiled(16)  # one compiled variant per network, whatever the batch
 
 
 def test_fused_blas_path_with_shuffled_batches_matches_plain(rng):
@@ -400,3 +415,121 @@ def test_fused_halves_match_the_plain_step(opt, rng):
     for a, b in zip(*(net.get_weights() for net in nets)):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
     assert fused.optimizer.steps == plain.optimizer.steps == 25
+
+
+LABELS = {"int64": lambda y, k: y.astype(np.int64), "int32": lambda y, k: y.astype(np.int32),
+          "uint8": lambda y, k: y.astype(np.uint8), "one-hot": lambda y, k: np.eye(k)[y],
+          "one-hot float32": lambda y, k: np.eye(k, dtype=np.float32)[y]}
+
+
+@pytest.mark.parametrize("x_dtype", ["float32", "float64"])
+@pytest.mark.parametrize("labels", list(LABELS))
+@pytest.mark.parametrize("net_dtype", ["float32", "float64"])
+def test_fused_call_with_any_label_form_matches_plain_step(labels, x_dtype, net_dtype, rng):
+    """step(X, y), the user's call (the fast input checks and the compiled one-hot), equals the plain step."""
+    X, y = classification(rng, n=32, d=2, k=3)
+    X, y = X.astype(x_dtype), LABELS[labels](y, 3)
+    results = []
+    for fused in (True, False):
+        net = xn.MLP([2, 16, 16, 3], activation="tanh", dtype=net_dtype, seed=3, backend="numba")
+        opt = xn.optim.SGD(0.1, momentum=0.9)
+        step = net.compile("softmax_ce", opt) if fused else PlainStep(net, xn.losses.get("softmax_ce"), opt)
+        assert ("fused" in repr(step)) == fused
+        assert not fused or step._checked(X, y) is not None  # the fast path takes every one of these forms
+        losses = [step(X, y) for _ in range(20)]
+        results.append((losses, net.get_weights()))
+    tol = {"rtol": 1e-4, "atol": 1e-5} if net_dtype == "float32" else {"rtol": 1e-9, "atol": 1e-12}
+    np.testing.assert_allclose(results[0][0], results[1][0], **tol)
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(a, b, **tol)
+
+
+@pytest.mark.parametrize("x_dtype", ["float32", "float64"])
+def test_fused_call_still_catches_bad_values_written_in_place(x_dtype, rng):
+    """The fast path checks values on every call: a NaN put into X, or a label out of range put into y,
+    between two calls makes the second call raise DataError."""
+    X, y = classification(rng, n=32, d=2, k=2)
+    X = X.astype(x_dtype)
+    step = xn.MLP([2, 16, 16, 2], activation="tanh", backend="numba").compile("softmax_ce", xn.optim.SGD(0.1))
+    step(X, y)
+    X[5, 1] = np.nan
+    with pytest.raises(xn.errors.DataError, match="finite"):
+        step(X, y)
+    X[5, 1] = 0.0
+    step(X, y)
+    y[7] = 2
+    with pytest.raises(xn.errors.DataError, match=r"\[0, 2\)"):
+        step(X, y)
+    y[7] = -1
+    with pytest.raises(xn.errors.DataError, match=r"\[0, 2\)"):
+        step(X, y)
+    y[7] = 1
+    onehot = np.eye(2)[y]
+    step(X, onehot)
+    onehot[3, 0] = np.inf
+    with pytest.raises(xn.errors.DataError, match="finite"):
+        step(X, onehot)
+
+
+NOTICE_CHILD = """
+import warnings
+import numpy as np
+import xpnet as xn
+X, y = np.random.default_rng(0).standard_normal((32, 2)), np.arange(32) % 2
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    xn.MLP([2, 3, 2], activation="relu", backend="numba").fit(X, y, loss="softmax_ce", optimizer="sgd", epochs=1,
+                                                               progress=False)
+    quiet = len(caught)
+    step = xn.MLP([2, 3, 2], activation="tanh", backend="numba").compile("softmax_ce", "sgd")
+    step(X, y)
+    step(X, y)
+    xn.MLP([2, 3, 2], activation="sigmoid", backend="numba").compile("mse", "adam")(X, np.eye(2)[y])
+notices = [w for w in caught if issubclass(w.category, xn.errors.CompileWarning)]
+print(quiet, len(notices), notices[0].filename if notices else "")
+"""
+
+
+def test_first_compile_says_so_once_per_process_and_not_with_progress_false():
+    """With nothing cached, fit(progress=False) compiles silently; then the first compiling step(X, y) warns
+    once, pointing at the caller's line, and no later compile in the process warns again."""
+    env = dict(os.environ, XPNET_NUMBA_CACHE="0")
+    result = subprocess.run([sys.executable, "-c", NOTICE_CHILD], capture_output=True, text=True, env=env,
+                            timeout=600, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "1", "<string>"]
+
+
+WARM_CHILD = """
+import sys, warnings
+import numpy as np
+import xpnet as xn
+from xpnet.steps import warmup
+key = (("tanh",), False, False)
+if sys.argv[1] == "warm":
+    warmup.compile_variant(key, "float32")
+else:
+    net, X, batch = warmup.network_for(key, "float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", xn.errors.CompileWarning)
+        net.compile("softmax_ce", "adam")(X, np.arange(batch) % 2)
+"""
+
+
+def test_warmup_fills_numba_cache_so_a_later_process_compiles_nothing(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), XPNET_NUMBA_CACHE="1")
+    for stage in ("warm", "use"):
+        result = subprocess.run([sys.executable, "-c", WARM_CHILD, stage], capture_output=True, text=True, env=env,
+                                timeout=600, check=False)
+        assert result.returncode == 0, result.stderr
+
+
+def test_warmup_covers_the_variant_of_every_default_network():
+    from xpnet.backends import numba_mlp as mlp
+
+    keys = mlp.every_variant_key()
+    for activation in kernels.ACTIVATIONS:
+        for output in (None, "sigmoid"):
+            for gradient in ("backprop", "finite_difference"):
+                for blas in (False, True):
+                    assert mlp.variant_key([activation, output or "identity"], gradient, blas) in keys

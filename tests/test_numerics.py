@@ -175,3 +175,28 @@ def test_weights_that_overflow_in_an_epochs_last_update_are_not_kept():
     with np.errstate(all="ignore"), pytest.raises(xn.errors.DivergenceError, match="last update of epoch 3"):
         net.fit(np.full((8, 2), 1e3), np.full(8, 1e3), optimizer=xn.optim.SGD(10.0), epochs=30, progress=False)
     assert all(np.all(np.isfinite(w)) for w in net.get_weights())
+
+
+class FlaggingBLAS:
+    """NumPy, except that matmul leaves the 'invalid' flag set on finite inputs, as OpenBLAS does on some CPUs."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def matmul(a, b):
+        np.float64(0.0) * np.float64(np.inf)  # sets the flag, as a BLAS kernel's spurious 0·inf would
+        return np.matmul(a, b)
+
+
+def test_spurious_blas_flags_are_ignored_but_real_overflow_in_xpnet_kernels_still_fails(monkeypatch):
+    """The suite turns RuntimeWarnings into errors: a BLAS's spurious flag on a finite product must not
+    fail it, while an overflow in xpnet's own elementwise kernels still must."""
+    backend = xn.backends.get_backend("numpy")
+    monkeypatch.setattr(backend, "xp", FlaggingBLAS())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        a, b = np.ones((3, 4), dtype=np.float32), np.ones((4, 2), dtype=np.float32)
+        np.testing.assert_array_equal(backend.matmul(a, b), np.full((3, 2), 4.0, dtype=np.float32))
+        with pytest.raises(RuntimeWarning, match="overflow"):
+            backend.loss_and_grad("mse", np.full((2, 1), 1e30, dtype=np.float32), np.zeros((2, 1), np.float32))

@@ -243,3 +243,20 @@ def test_a_backend_object_survives_clone_pickle_and_grid_search():
         fitted = pickle.loads(pickle.dumps(grid.best_estimator_))
     assert fitted.net_.backend is backend
     np.testing.assert_array_equal(fitted.predict(X), grid.best_estimator_.predict(X))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_fit_compiles_one_step_and_moves_the_data_once(backend, monkeypatch):
+    """Every epoch runs the same compiled step on the data prepared once (not a recompile per epoch)."""
+    pytest.importorskip(backend)
+    from xpnet import steps, validation
+
+    compiled, prepared = [], []
+    real_compile, real_prepare = steps.compile, validation.prepare
+    monkeypatch.setattr(steps, "compile", lambda *a, **k: compiled.append(1) or real_compile(*a, **k))
+    monkeypatch.setattr(xn.sklearn, "prepare", lambda *a, **k: prepared.append(1) or real_prepare(*a, **k))
+    X, y = xn.datasets.spirals(n=60, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=7, backend=backend, random_state=0).fit(X, y)
+    assert clf.n_iter_ == 7 and len(compiled) == 1 and len(prepared) == 1

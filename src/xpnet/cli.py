@@ -1,4 +1,4 @@
-"""The ``xpnet`` command line (also ``python -m xpnet``): info, train, predict, gradcheck, explain, race.
+"""The ``xpnet`` command line (also ``python -m xpnet``): info, train, predict, gradcheck, explain, race, warmup.
 
 Every command has ``--help``. Errors are one line on stderr and a non-zero
 exit code: 2 for a bad command or input, 1 when ``gradcheck`` finds
@@ -8,6 +8,7 @@ import argparse
 import importlib.metadata
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -280,6 +281,23 @@ def cmd_race(args):
 # ---- the parser -------------------------------------------------------------------------
 
 
+def cmd_warmup(args):
+    from .steps import warmup
+
+    if "numba" not in backends.available():
+        raise errors.BackendUnavailableError("xpnet warmup compiles numba's steps, and numba is not usable here: "
+                                             "pip install 'xpnet[numba]'")
+    for dtype in args.dtype:
+        if dtype not in warmup.DTYPES:
+            raise errors.ConfigError(f"--dtype takes float32 and float64, got {dtype!r}")
+    if args.jobs is not None and args.jobs < 1:
+        raise errors.ConfigError(f"--jobs must be at least 1, got {args.jobs}")
+    start = time.perf_counter()
+    count = warmup.warmup(args.dtype, args.jobs, log=_say)
+    print(f"compiled {count} variants of numba's fused step in {time.perf_counter() - start:.3g} s")
+    return 0
+
+
 def _net_arguments(cmd, layers, activation, loss):
     cmd.add_argument("--layers", type=_int_list, default=layers, help=f"layer sizes (default {layers_text(layers)})")
     cmd.add_argument("--activation", default=activation, help=f"hidden activation (default {activation})")
@@ -367,6 +385,15 @@ def build_parser():
     race.add_argument("--backend", default="numpy", help="default numpy")
     race.add_argument("--plot", metavar="OUT.png", help="draw the paths over the surfaces' contours")
     race.set_defaults(func=cmd_race)
+
+    warm = sub.add_parser("warmup", help="compile numba's training steps ahead of time, into numba's cache",
+                          description="Compile every variant of numba's fused training step (float32 and float64) "
+                                      "into numba's on-disk cache, so that no later run waits for a compile: for "
+                                      "container images and CI. NUMBA_CACHE_DIR says where the cache lives.")
+    warm.add_argument("--jobs", type=int, help="processes compiling side by side (default: every core)")
+    warm.add_argument("--dtype", type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
+                      default=["float32", "float64"], help="comma-separated, default float32,float64")
+    warm.set_defaults(func=cmd_warmup)
 
     from .bench import register as register_bench  # light: the benchmarks load when `xpnet bench` runs
 

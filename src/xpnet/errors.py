@@ -42,6 +42,10 @@ class CheckpointError(XpnetError, ValueError):
     """A checkpoint file that is missing, corrupt, truncated or not xpnet's."""
 
 
+class CompileWarning(UserWarning):
+    """A notice, once per process, that numba is compiling a training step (seconds; cached on disk after)."""
+
+
 def lookup(kind, name, table):
     """Return ``table[name]``; for an unknown name, raise ConfigError suggesting the closest."""
     try:

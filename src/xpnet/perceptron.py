@@ -58,7 +58,7 @@ class Perceptron:
 
     def decision_function(self, X):
         X = self.backend.asarray(check_X(X, self.n_inputs), dtype=self.dtype)
-        return self.backend.xp.matmul(X, self.w) + self.b
+        return self.backend.matmul(X, self.w) + self.b
 
     def predict(self, X):
         """Outputs for X as a NumPy array: 0/1 for "step", real values for "linear"."""

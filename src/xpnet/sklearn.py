@@ -28,7 +28,7 @@ import warnings
 
 import numpy as np
 
-from .errors import BackendUnavailableError, ConfigError, lookup
+from .errors import BackendUnavailableError, ConfigError, DivergenceError, lookup
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -44,6 +44,7 @@ except ImportError:
 from . import losses, optim
 from .init import GlorotBias
 from .network import MLP, build
+from .validation import prepare
 
 # scikit-learn's activation names, and xpnet's own
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu",
@@ -201,17 +202,17 @@ class _BaseMLP(BaseEstimator):
             # alpha is scaled by the batch's weight (its size, unweighted), as scikit-learn scales its L2 term
             weight = 1.0 if sample_weight is None else float(np.mean(sample_weight))
             self._optimizer = self._make_optimizer(batch_size * weight)
-        loss, train_targets = self._loss, targets
+        loss, train_targets = losses.get(self._loss), targets
         if sample_weight is not None:  # the weights ride along as one more target column
             loss = losses.Weighted(self._loss)
             train_targets = np.column_stack([loss.base.prepare(targets, self._n_outputs), sample_weight])
+        step = self.net_.compile(loss, self._optimizer)  # one compiled step for the whole fit
+        step.notices = bool(self.verbose)
+        data = prepare(self.net_, loss, X, train_targets)  # moved to the backend once
         for _ in range(1 if incremental else self.max_iter):
-            history = self.net_.fit(X, train_targets, loss=loss, optimizer=self._optimizer, epochs=1,
-                                    batch_size=batch_size, shuffle=self.shuffle, progress=False,
-                                    seed=int(self._rng.integers(SEED_RANGE)))
+            self.loss_ = self._epoch(step, data, batch_size)
             self.n_iter_ += 1
             self.t_ += len(X)
-            self.loss_ = history.history["loss"][-1]
             self.loss_curve_.append(self.loss_)
             if self.verbose:
                 print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
@@ -246,6 +247,20 @@ class _BaseMLP(BaseEstimator):
         if self.verbose:
             print(message + f" Setting learning rate to {self._optimizer.lr:f}")
         return True
+
+    def _epoch(self, step, data, batch_size):
+        """One pass over the prepared (X, targets) in shuffled batches; returns the mean loss over the samples."""
+        X, T = data
+        n, backend = X.shape[0], self.net_.backend
+        rng = np.random.default_rng(int(self._rng.integers(SEED_RANGE)))
+        order = backend.asarray(rng.permutation(n)) if self.shuffle else None
+        batch_losses = backend.to_numpy(step.run_epoch(X, T, order, batch_size))
+        sizes = np.diff(np.minimum(np.arange(0, n + batch_size, batch_size), n))
+        loss = float(np.dot(batch_losses, sizes) / n)
+        if not np.isfinite(loss):
+            raise DivergenceError(f"the training loss became {loss} in iteration {self.n_iter_ + 1}; "
+                                  f"try a smaller learning_rate_init")
+        return loss
 
     def _update_no_improvement_count(self, early_stopping, X_val, T_val):
         """scikit-learn's stopping rule: count epochs that improved by less than ``tol``."""

@@ -156,6 +156,7 @@ def fit(net: Any, X: Any, y: Any, loss: str | losses.Loss = "mse", optimizer: st
             stopper.best_epoch = history.best_epoch
             history.stopped_early = stopper.stopped
     step = net.compile(loss, optimizer, gradient=gradient, max_norm=max_norm, clip_norm=clip_norm)
+    step.notices = progress  # a step that compiles on first use says so, unless progress=False
     if distributed:  # every batch split over the MPI ranks; rank 0 alone shows progress and writes checkpoints
         from .distributed import data_parallel
 

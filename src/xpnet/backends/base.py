@@ -183,8 +183,15 @@ class Backend:
         return backward(self.math, grad_a, z, a, alpha)
 
     def matmul(self, a, b):
-        """The matrix product a b of two 2-D arrays (transposed views welcome)."""
-        return self.xp.matmul(a, b)
+        """The matrix product a b of two 2-D arrays (transposed views welcome).
+
+        Some BLAS builds leave a spurious 'invalid' or 'overflow' flag on finite inputs (OpenBLAS on some
+        CPUs: numpy#13173, #24067, OpenBLAS#1924), which NumPy reports as a RuntimeWarning. The flags are
+        ignored around the product alone: a NaN or inf in it still flows on, and xpnet's own kernels still
+        warn on a real overflow or NaN.
+        """
+        with np.errstate(invalid="ignore", over="ignore"):
+            return self.xp.matmul(a, b)
 
     def dense_forward(self, x, W, b, activation, alpha):
         """z = x W + b, a = σ(z); returns (z, a)."""

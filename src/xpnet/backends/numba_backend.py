@@ -142,11 +142,13 @@ class NumbaBackend(NumpyBackend):
         code = mlp.LOSS_CODES.get(name)
         if code is None or pred.ndim != 2:
             return super().loss_and_grad(name, pred, target, need_grad)
-        # The fused step's loss, on the transposed (outputs × samples) views it works with.
-        grad = np.empty(pred.shape[::-1], dtype=pred.dtype)
-        loss = mlp.output_loss(code, target, np.arange(len(pred)), 0, pred.T, grad, bce_clip(pred.dtype == np.float32),
-                               need_grad)
-        return np.asarray(loss, dtype=pred.dtype), grad.T if need_grad else None
+        # The fused step's loss, on the flat transposed (outputs × samples) layout it works with.
+        n, k = pred.shape
+        outputs = np.ascontiguousarray(pred.T).reshape(-1)
+        grad = np.empty(n * k, dtype=pred.dtype)
+        loss = mlp.output_loss(code, target, np.arange(n), 0, k, n, outputs, grad, 0,
+                               bce_clip(pred.dtype == np.float32), need_grad)
+        return np.asarray(loss, dtype=pred.dtype), grad.reshape(k, n).T if need_grad else None
 
     def sgd_update(self, param, grad, velocity, lr, momentum, nesterov, weight_decay):
         if not _flat_ok(param, grad, velocity):

@@ -21,11 +21,17 @@ back to back; ``compute_gradient`` and ``apply_update`` are the same two
 halves as separate entries, so data-parallel training can average G over the
 ranks in between.
 """
+import contextlib
+import math
+import sys
 import types
+import warnings
 
 import numpy as np
+from numba.core import event
 
 from .. import kernels
+from ..errors import CompileWarning
 from . import numba_math as M
 
 ACTIVATION_CODES = {name: i for i, name in enumerate(kernels.ACTIVATIONS)}
@@ -37,7 +43,8 @@ LR, MOMENTUM, NESTEROV, RHO, BETA1, BETA2, EPS, WEIGHT_DECAY, MAX_NORM, CLIP_NOR
 N_HP = 12
 BLAS_MIN = 1 << 15  # multiply-adds in a product from which BLAS beats plain loops
 USE_BLAS = True  # False in the variant for networks with no product that large (see SMALL below)
-SMALL_BLOCK = 64  # activations up to which a scalar loop beats a call to a vectorised one
+ix = np.uint64  # an unsigned index: numba wraps negative signed indices around, a compare and a select per
+# access that stops LLVM from vectorising a loop whose index it cannot prove ≥ 0 (offsets read from layout)
 
 
 def jit(fn):
@@ -75,170 +82,178 @@ _weight_decayed, _sgd, _rmsprop, _adam = (jit(f) for f in (kernels.weight_decaye
                                                            kernels.adam))
 
 
+IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, GELU, GELU_TANH = (
+    ACTIVATION_CODES[name] for name in ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "gelu", "gelu_tanh"))
+MSE, BCE, BCE_LOGITS, SOFTMAX_CE = (LOSS_CODES[name] for name in ("mse", "bce", "bce_logits", "softmax_ce"))
+SGD, RMSPROP, ADAM = (OPTIMIZER_CODES[name] for name in ("sgd", "rmsprop", "adam"))
+
+# Which code a compiled variant contains (see ``variant``): numba freezes these globals and prunes the
+# branches they switch off before typing them, so a variant compiles only what its network uses.
+# Here, in the module itself, everything is on.
+IDENTITY_ON = SIGMOID_ON = TANH_ON = RELU_ON = LEAKY_RELU_ON = GELU_ON = GELU_TANH_ON = True
+FD_ON = True  # finite-difference gradients
+
+
 @jit_inline
 def activation(code, z, alpha):
     """σ(z) for the activation with this code (the order of kernels.ACTIVATIONS), one number."""
-    if code == 0:
-        return _identity(M, z, alpha)
-    elif code == 1:
+    if SIGMOID_ON and code == SIGMOID:
         return _sigmoid(M, z, alpha)
-    elif code == 2:
+    elif TANH_ON and code == TANH:
         return _tanh(M, z, alpha)
-    elif code == 3:
+    elif RELU_ON and code == RELU:
         return _relu(M, z, alpha)
-    elif code == 4:
+    elif LEAKY_RELU_ON and code == LEAKY_RELU:
         return _leaky_relu(M, z, alpha)
-    elif code == 5:
+    elif GELU_ON and code == GELU:
         return _gelu(M, z, alpha)
-    return _gelu_tanh(M, z, alpha)
+    elif GELU_TANH_ON and code == GELU_TANH:
+        return _gelu_tanh(M, z, alpha)
+    return _identity(M, z, alpha)
 
 
 @jit_inline
 def activation_grad(code, grad_a, z, a, alpha):
     """grad_a ⊙ σ'(z) for the activation with this code, one number."""
-    if code == 0:
-        return _identity_g(M, grad_a, z, a, alpha)
-    elif code == 1:
+    if SIGMOID_ON and code == SIGMOID:
         return _sigmoid_g(M, grad_a, z, a, alpha)
-    elif code == 2:
+    elif TANH_ON and code == TANH:
         return _tanh_g(M, grad_a, z, a, alpha)
-    elif code == 3:
+    elif RELU_ON and code == RELU:
         return _relu_g(M, grad_a, z, a, alpha)
-    elif code == 4:
+    elif LEAKY_RELU_ON and code == LEAKY_RELU:
         return _leaky_relu_g(M, grad_a, z, a, alpha)
-    elif code == 5:
+    elif GELU_ON and code == GELU:
         return _gelu_g(M, grad_a, z, a, alpha)
-    return _gelu_tanh_g(M, grad_a, z, a, alpha)
+    elif GELU_TANH_ON and code == GELU_TANH:
+        return _gelu_tanh_g(M, grad_a, z, a, alpha)
+    return _identity_g(M, grad_a, z, a, alpha)
 
 
-@jit
-def activate(code, z, a, alpha):
-    """a = σ(z) on a block: the branch on the activation sits outside each row's loop, so that loop,
-    a straight run of one formula, vectorises."""
-    for j in range(z.shape[0]):
-        zj, aj = z[j], a[j]
-        if code == 0:
-            aj[:] = zj
-        elif code == 1:
-            for r in range(zj.shape[0]):
-                aj[r] = _sigmoid(M, zj[r], alpha)
-        elif code == 2:
-            for r in range(zj.shape[0]):
-                aj[r] = _tanh(M, zj[r], alpha)
-        elif code == 3:
-            for r in range(zj.shape[0]):
-                aj[r] = _relu(M, zj[r], alpha)
-        elif code == 4:
-            for r in range(zj.shape[0]):
-                aj[r] = _leaky_relu(M, zj[r], alpha)
-        elif code == 5:
-            for r in range(zj.shape[0]):
-                aj[r] = _gelu(M, zj[r], alpha)
-        else:
-            for r in range(zj.shape[0]):
-                aj[r] = _gelu_tanh(M, zj[r], alpha)
+@jit_inline
+def activate(code, Z, A, start, stop, alpha):
+    """A[k] = σ(Z[k]) for k in [start, stop): the branch on the activation sits outside the loop, so the
+    loop, a straight run of one formula, vectorises."""
+    if SIGMOID_ON and code == SIGMOID:
+        for k in range(start, stop):
+            A[ix(k)] = _sigmoid(M, Z[ix(k)], alpha)
+    elif TANH_ON and code == TANH:
+        for k in range(start, stop):
+            A[ix(k)] = _tanh(M, Z[ix(k)], alpha)
+    elif RELU_ON and code == RELU:
+        for k in range(start, stop):
+            A[ix(k)] = _relu(M, Z[ix(k)], alpha)
+    elif LEAKY_RELU_ON and code == LEAKY_RELU:
+        for k in range(start, stop):
+            A[ix(k)] = _leaky_relu(M, Z[ix(k)], alpha)
+    elif GELU_ON and code == GELU:
+        for k in range(start, stop):
+            A[ix(k)] = _gelu(M, Z[ix(k)], alpha)
+    elif GELU_TANH_ON and code == GELU_TANH:
+        for k in range(start, stop):
+            A[ix(k)] = _gelu_tanh(M, Z[ix(k)], alpha)
+    else:
+        for k in range(start, stop):
+            A[ix(k)] = Z[ix(k)]
 
 
-@jit
-def activate_grad(code, delta, z, a, alpha):
-    """delta ← delta ⊙ σ'(z) on a block: ∂C/∂a becomes δ = ∂C/∂z (BP1 at the output, BP2's σ' factor below)."""
-    for j in range(z.shape[0]):
-        dj, zj, aj = delta[j], z[j], a[j]
-        if code == 1:
-            for r in range(zj.shape[0]):
-                dj[r] = _sigmoid_g(M, dj[r], zj[r], aj[r], alpha)
-        elif code == 2:
-            for r in range(zj.shape[0]):
-                dj[r] = _tanh_g(M, dj[r], zj[r], aj[r], alpha)
-        elif code == 3:
-            for r in range(zj.shape[0]):
-                dj[r] = _relu_g(M, dj[r], zj[r], aj[r], alpha)
-        elif code == 4:
-            for r in range(zj.shape[0]):
-                dj[r] = _leaky_relu_g(M, dj[r], zj[r], aj[r], alpha)
-        elif code == 5:
-            for r in range(zj.shape[0]):
-                dj[r] = _gelu_g(M, dj[r], zj[r], aj[r], alpha)
-        elif code == 6:
-            for r in range(zj.shape[0]):
-                dj[r] = _gelu_tanh_g(M, dj[r], zj[r], aj[r], alpha)
-        # code 0, identity: σ' = 1, nothing to do
+@jit_inline
+def activate_grad(code, D, Z, A, start, stop, alpha):
+    """D[k] ← D[k] σ'(Z[k]) on [start, stop): ∂C/∂a becomes δ = ∂C/∂z (BP1 at the output, BP2's σ' below)."""
+    if SIGMOID_ON and code == SIGMOID:
+        for k in range(start, stop):
+            D[ix(k)] = _sigmoid_g(M, D[ix(k)], Z[ix(k)], A[ix(k)], alpha)
+    elif TANH_ON and code == TANH:
+        for k in range(start, stop):
+            D[ix(k)] = _tanh_g(M, D[ix(k)], Z[ix(k)], A[ix(k)], alpha)
+    elif RELU_ON and code == RELU:
+        for k in range(start, stop):
+            D[ix(k)] = _relu_g(M, D[ix(k)], Z[ix(k)], A[ix(k)], alpha)
+    elif LEAKY_RELU_ON and code == LEAKY_RELU:
+        for k in range(start, stop):
+            D[ix(k)] = _leaky_relu_g(M, D[ix(k)], Z[ix(k)], A[ix(k)], alpha)
+    elif GELU_ON and code == GELU:
+        for k in range(start, stop):
+            D[ix(k)] = _gelu_g(M, D[ix(k)], Z[ix(k)], A[ix(k)], alpha)
+    elif GELU_TANH_ON and code == GELU_TANH:
+        for k in range(start, stop):
+            D[ix(k)] = _gelu_tanh_g(M, D[ix(k)], Z[ix(k)], A[ix(k)], alpha)
+    # identity: σ' = 1, nothing to do
 
 
 @jit_inline
 def forward(P, layout, alphas, m, Z, A):
-    """z = Wᵀa + b and a = σ(z), layer by layer, for the m samples in the first rows of A."""
+    """z = Wᵀa + b and a = σ(z), layer by layer, for the m samples in the first rows of A.
+
+    Z and A are flat: unit u of sample r sits at u·m + r. Indexing them, rather than
+    slicing views, keeps the loop free of reference counting (each view is an atomic
+    increment and decrement, the dearest part of a tiny network's step)."""
     for l in range(layout.shape[1] - 1):
         fan_in, fan_out = layout[SIZE, l], layout[SIZE, l + 1]
         wo, bo, code, alpha = layout[W_OFFSET, l], layout[B_OFFSET, l], layout[ACTIVATION, l], alphas[l]
-        inp, out = layout[ROW, l], layout[ROW, l + 1]
-        a_in, z, a = A[inp:out], Z[out:out + fan_out], A[out:out + fan_out]
+        inp, out = layout[ROW, l] * m, layout[ROW, l + 1] * m  # where this layer's input and output start
         if USE_BLAS and fan_in * fan_out * m >= BLAS_MIN:
             W = P[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out)
+            z = Z[out:out + fan_out * m].reshape(fan_out, m)
             if l == 0:  # the batch sits in block 0 as rows (see batch_gradient)
-                np.dot(W.T, A[:fan_in].reshape(m, fan_in).T, z)
+                np.dot(W.T, A[:m * fan_in].reshape(m, fan_in).T, z)
             else:
-                np.dot(W.T, a_in, z)
+                np.dot(W.T, A[inp:out].reshape(fan_in, m), z)
             for j in range(fan_out):
                 bias = P[bo + j]
                 for r in range(m):
-                    z[j, r] += bias
+                    Z[out + j * m + r] += bias
         else:
             for j in range(fan_out):
                 bias = P[bo + j]
                 for r in range(m):
-                    z[j, r] = bias
+                    Z[out + j * m + r] = bias
             for i in range(fan_in):
                 for j in range(fan_out):
                     w = P[wo + i * fan_out + j]
                     for r in range(m):
-                        z[j, r] += w * a_in[i, r]
-        if fan_out * m > SMALL_BLOCK:
-            activate(code, z, a, alpha)
-        else:
-            for j in range(fan_out):
-                for r in range(m):
-                    a[j, r] = activation(code, z[j, r], alpha)
+                        Z[ix(out + j * m + r)] += w * A[ix(inp + i * m + r)]
+        activate(code, Z, A, out, out + fan_out * m, alpha)
 
 
 @jit_inline
-def output_loss(loss_code, Y, order, start, a, d, bce_eps, want_grad):
-    """Mean loss of the outputs ``a`` (k, m), sample r against target row Y[order[start + r]];
-    with want_grad, d ← ∂C/∂a, where backpropagation starts (BP1)."""
-    k, m = a.shape
+def output_loss(loss_code, Y, order, start, k, m, A, D, out, bce_eps, want_grad):
+    """Mean loss of the k outputs of m samples, unit j of sample r at A[out + j·m + r], against target row
+    Y[order[start + r]]; with want_grad, D (same places) ← ∂C/∂a, where backpropagation starts (BP1)."""
     total = 0.0
-    if loss_code == 3:  # softmax cross-entropy over the k logits of each sample
+    if loss_code == SOFTMAX_CE:  # softmax cross-entropy over the k logits of each sample
         for r in range(m):
             row = order[start + r]
-            top = a[0, r]
+            top = A[out + r]
             for j in range(1, k):
-                top = max(top, a[j, r])
+                top = max(top, A[out + j * m + r])
             norm = 0.0
             for j in range(k):
-                norm += M.exp(a[j, r] - top)
+                norm += M.exp(A[out + j * m + r] - top)
             for j in range(k):
-                total += _softmax_ce_terms(M, a[j, r], top, norm, Y[row, j])
+                a = A[out + j * m + r]
+                total += _softmax_ce_terms(M, a, top, norm, Y[row, j])
                 if want_grad:
-                    d[j, r] = _softmax_ce_grad(M, a[j, r], top, norm, Y[row, j], m)  # (softmax − y) / m
+                    D[out + j * m + r] = _softmax_ce_grad(M, a, top, norm, Y[row, j], m)  # (softmax − y) / m
         return total / m
     count = m * k
     for r in range(m):
         row = order[start + r]
         for j in range(k):
-            y = Y[row, j]
-            if loss_code == 0:
-                total += _squared_error(M, a[j, r], y)
-                if want_grad:
-                    d[j, r] = _squared_error_grad(M, a[j, r], y) / count
-            elif loss_code == 1:
-                p = M.clip(a[j, r], bce_eps, 1.0 - bce_eps)
+            y, a, at = Y[row, j], A[out + j * m + r], out + j * m + r
+            if loss_code == BCE:
+                p = M.clip(a, bce_eps, 1.0 - bce_eps)
                 total += _cross_entropy(M, p, y)
                 if want_grad:
-                    d[j, r] = _cross_entropy_grad(M, p, y) / count
-            else:
-                total += _ce_logits(M, a[j, r], y)
+                    D[at] = _cross_entropy_grad(M, p, y) / count
+            elif loss_code == BCE_LOGITS:
+                total += _ce_logits(M, a, y)
                 if want_grad:
-                    d[j, r] = _ce_logits_grad(M, a[j, r], y) / count
+                    D[at] = _ce_logits_grad(M, a, y) / count
+            else:
+                total += _squared_error(M, a, y)
+                if want_grad:
+                    D[at] = _squared_error_grad(M, a, y) / count
     return total / count
 
 
@@ -280,19 +295,19 @@ def clip_gradient(G, limit):
 def finite_difference(Y, order, start, m, P, G, layout, alphas, loss_code, hp, central, Z, A, D):
     """G ← ∂C/∂θ by perturbing one parameter at a time (batch already in A); returns the loss at θ."""
     eps, bce_eps = hp[FD_EPS], hp[BCE_EPS]
-    row = layout[ROW, layout.shape[1] - 1]
-    out, d = A[row:], D[row:]  # the output rows; d stays untouched (no gradient wanted)
+    L = layout.shape[1] - 1
+    k, out = layout[SIZE, L], layout[ROW, L] * m  # the output rows; D stays untouched (no gradient wanted)
     forward(P, layout, alphas, m, Z, A)
-    base = output_loss(loss_code, Y, order, start, out, d, bce_eps, False)
+    base = output_loss(loss_code, Y, order, start, k, m, A, D, out, bce_eps, False)
     for q in range(P.shape[0]):
         old = P[q]
         P[q] = old + eps
         forward(P, layout, alphas, m, Z, A)
-        plus = output_loss(loss_code, Y, order, start, out, d, bce_eps, False)
+        plus = output_loss(loss_code, Y, order, start, k, m, A, D, out, bce_eps, False)
         if central:
             P[q] = old - eps
             forward(P, layout, alphas, m, Z, A)
-            minus = output_loss(loss_code, Y, order, start, out, d, bce_eps, False)
+            minus = output_loss(loss_code, Y, order, start, k, m, A, D, out, bce_eps, False)
             G[q] = (plus - minus) / (2.0 * eps)
         else:
             G[q] = (plus - base) / eps
@@ -304,66 +319,61 @@ def finite_difference(Y, order, start, m, P, G, layout, alphas, loss_code, hp, c
 def batch_gradient(X, Y, order, start, m, load, P, G, layout, alphas, loss_code, hp, gradient, Z, A, D):
     """G ← ∂C/∂θ on the m rows order[start:start+m] of X, Y; returns their mean loss.
 
-    Z, A, D: (Σ units, m) work views. gradient: 0 backprop, 1 forward differences, 2 central differences.
+    Z, A, D: flat work buffers, unit u of sample r at u·m + r (see forward).
+    gradient: 0 backprop, 1 forward differences, 2 central differences.
     load=False reuses the batch already transposed into the first rows of A.
     """
     d, L = X.shape[1], layout.shape[1] - 1
-    if USE_BLAS and load and d * layout[SIZE, 1] * m >= BLAS_MIN:  # block 0 of A holds the batch as rows (m, d): BLAS
-        rows = A[:d].reshape(m, d)                      # reads it transposed, so no copy needs transposing
-        for r in range(m):
-            rows[r, :] = X[order[start + r]]
+    if USE_BLAS and load and d * layout[SIZE, 1] * m >= BLAS_MIN:  # block 0 of A holds the batch as rows (m, d):
+        for r in range(m):                                          # BLAS reads it transposed, without a copy
+            row = order[start + r]
+            for i in range(d):
+                A[r * d + i] = X[row, i]
     elif load:  # the batch, transposed into the first rows of A, 16 samples at a time so that both
         for r0 in range(0, m, 16):  # the rows read and the rows written stay in cache
             for i in range(d):
                 for r in range(r0, min(r0 + 16, m)):
-                    A[i, r] = X[order[start + r], i]
-    if gradient != 0:
+                    A[i * m + r] = X[order[start + r], i]
+    if FD_ON and gradient != 0:
         return finite_difference(Y, order, start, m, P, G, layout, alphas, loss_code, hp, gradient == 2, Z, A, D)
     forward(P, layout, alphas, m, Z, A)
-    out = layout[ROW, L]
-    loss = output_loss(loss_code, Y, order, start, A[out:], D[out:], hp[BCE_EPS], True)
+    loss = output_loss(loss_code, Y, order, start, layout[SIZE, L], m, A, D, layout[ROW, L] * m, hp[BCE_EPS], True)
     # Backward: D holds ∂C/∂a of the output rows (BP1 begins there).
     for l in range(L - 1, -1, -1):
         fan_in, fan_out = layout[SIZE, l], layout[SIZE, l + 1]
         wo, bo, code, alpha = layout[W_OFFSET, l], layout[B_OFFSET, l], layout[ACTIVATION, l], alphas[l]
-        inp, out = layout[ROW, l], layout[ROW, l + 1]
-        a_in, z, a = A[inp:out], Z[out:out + fan_out], A[out:out + fan_out]
-        delta, delta_in = D[out:out + fan_out], D[inp:out]
-        if fan_out * m > SMALL_BLOCK:  # δ = ∂C/∂a ⊙ σ'(z)
-            activate_grad(code, delta, z, a, alpha)
-        elif code != 0:
-            for j in range(fan_out):
-                for r in range(m):
-                    delta[j, r] = activation_grad(code, delta[j, r], z[j, r], a[j, r], alpha)
+        inp, out = layout[ROW, l] * m, layout[ROW, l + 1] * m
+        activate_grad(code, D, Z, A, out, out + fan_out * m, alpha)  # δ = ∂C/∂a ⊙ σ'(z)
         for j in range(fan_out):
             s = 0.0
             for r in range(m):
-                s += delta[j, r]
+                s += D[out + j * m + r]
             G[bo + j] = s  # BP3: ∂C/∂b = δ, summed over the batch
         big = USE_BLAS and fan_in * fan_out * m >= BLAS_MIN
-        if big:  # BP4: ∂C/∂W = a_in δᵀ
+        if USE_BLAS and big:  # BP4: ∂C/∂W = a_in δᵀ
+            delta = D[out:out + fan_out * m].reshape(fan_out, m)
             grad_W = G[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out)
             if l == 0:  # the batch as rows
-                np.dot(A[:fan_in].reshape(m, fan_in).T, delta.T, grad_W)
+                np.dot(A[:m * fan_in].reshape(m, fan_in).T, delta.T, grad_W)
             else:
-                np.dot(a_in, delta.T, grad_W)
+                np.dot(A[inp:out].reshape(fan_in, m), delta.T, grad_W)
+            if l > 0:  # BP2: ∂C/∂a of the layer below = W δ
+                np.dot(P[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out), delta, D[inp:out].reshape(fan_in, m))
         else:
             for i in range(fan_in):
                 for j in range(fan_out):
                     s = 0.0
                     for r in range(m):
-                        s += a_in[i, r] * delta[j, r]
+                        s += A[ix(inp + i * m + r)] * D[ix(out + j * m + r)]
                     G[wo + i * fan_out + j] = s
-        if l > 0:  # BP2: ∂C/∂a of the layer below = W δ
-            if big:
-                np.dot(P[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out), delta, delta_in)
-            else:
-                delta_in[:, :] = 0.0
+            if l > 0:  # BP2: ∂C/∂a of the layer below = W δ
+                for k in range(inp, out):
+                    D[k] = 0.0
                 for i in range(fan_in):
                     for j in range(fan_out):
                         w = P[wo + i * fan_out + j]
                         for r in range(m):
-                            delta_in[i, r] += w * delta[j, r]
+                            D[ix(inp + i * m + r)] += w * D[ix(out + j * m + r)]
     return loss
 
 
@@ -374,51 +384,44 @@ def update(P, G, S1, S2, layout, opt_code, hp, t):
     if hp[CLIP_NORM] > 0.0:
         clip_gradient(G, hp[CLIP_NORM])
     # kernels.py's formulas on every parameter.
-    if opt_code == 0 and hp[MOMENTUM] == 0.0:  # plain SGD: w ← w − lr g
-        for q in range(P.shape[0]):
-            P[q] = P[q] - lr * _weight_decayed(M, P[q], G[q], wd)
-    elif opt_code == 0:
-        momentum, nesterov = hp[MOMENTUM], hp[NESTEROV] != 0.0
-        for q in range(P.shape[0]):
-            g = _weight_decayed(M, P[q], G[q], wd)
-            P[q], S1[q] = _sgd(M, P[q], g, S1[q], lr, momentum, nesterov)
-    elif opt_code == 1:
+    if opt_code == RMSPROP:
         for q in range(P.shape[0]):
             g = _weight_decayed(M, P[q], G[q], wd)
             P[q], S1[q] = _rmsprop(M, P[q], g, S1[q], lr, hp[RHO], hp[EPS])
-    else:
+    elif opt_code == ADAM:
         bias1, bias2 = 1.0 - hp[BETA1] ** t, 1.0 - hp[BETA2] ** t
         for q in range(P.shape[0]):
             g = _weight_decayed(M, P[q], G[q], wd)
             P[q], S1[q], S2[q] = _adam(M, P[q], g, S1[q], S2[q], lr, hp[BETA1], hp[BETA2], hp[EPS], bias1, bias2)
+    elif hp[MOMENTUM] == 0.0:  # plain SGD: w ← w − lr g
+        for q in range(P.shape[0]):
+            P[q] = P[q] - lr * _weight_decayed(M, P[q], G[q], wd)
+    else:
+        momentum, nesterov = hp[MOMENTUM], hp[NESTEROV] != 0.0
+        for q in range(P.shape[0]):
+            g = _weight_decayed(M, P[q], G[q], wd)
+            P[q], S1[q] = _sgd(M, P[q], g, S1[q], lr, momentum, nesterov)
     if hp[MAX_NORM] > 0.0:
         limit_norms(P, layout, hp[MAX_NORM])
 
 
 @jit
 def train(X, Y, order, batch_size, repeats, P, G, S1, S2, layout, alphas, loss_code, opt_code, hp, t, gradient,
-          Zbuf, Abuf, Dbuf, losses, lrs):
+          Z, A, D, losses, lrs):
     """``repeats`` passes over the rows of X, Y in ``order``, one training step per batch.
 
     gradient: 0 backprop, 1 forward differences, 2 central differences.
-    Zbuf, Abuf, Dbuf: flat work buffers of at least Σ units × batch_size.
+    Z, A, D: flat work buffers of at least Σ units × batch_size.
     losses[b] ← the loss of batch b (before its update) in the last pass.
     lrs: the learning rate of each step of the call (a schedule's), or empty to keep hp[LR].
     Returns the optimiser's step count t (Adam's bias correction counts from 1).
     """
     n = order.shape[0]
-    L = layout.shape[1] - 1
-    rows = layout[ROW, L] + layout[SIZE, L]
     n_batches = (n + batch_size - 1) // batch_size
-    m = min(batch_size, n)
-    Z, A, D = Zbuf[:rows * m].reshape(rows, m), Abuf[:rows * m].reshape(rows, m), Dbuf[:rows * m].reshape(rows, m)
     for repeat in range(repeats):
         for b in range(n_batches):
             start = b * batch_size
-            if min(batch_size, n - start) != m:  # the short last batch: (rows, m) views of its own width
-                m = min(batch_size, n - start)
-                Z, A, D = (Zbuf[:rows * m].reshape(rows, m), Abuf[:rows * m].reshape(rows, m),
-                           Dbuf[:rows * m].reshape(rows, m))
+            m = min(batch_size, n - start)  # the short last batch uses the same buffers, laid out for its width
             t += 1
             losses[b] = batch_gradient(X, Y, order, start, m, repeat == 0 or n_batches > 1, P, G, layout, alphas,
                                        loss_code, hp, gradient, Z, A, D)
@@ -429,12 +432,9 @@ def train(X, Y, order, batch_size, repeats, P, G, S1, S2, layout, alphas, loss_c
 
 
 @jit
-def compute_gradient(X, Y, order, P, G, layout, alphas, loss_code, hp, gradient, Zbuf, Abuf, Dbuf):
+def compute_gradient(X, Y, order, P, G, layout, alphas, loss_code, hp, gradient, Z, A, D):
     """Half a step, for data-parallel training: G ← ∂C/∂θ on rows ``order`` of X, Y; returns their mean loss."""
-    L, m = layout.shape[1] - 1, order.shape[0]
-    rows = layout[ROW, L] + layout[SIZE, L]
-    Z, A, D = Zbuf[:rows * m].reshape(rows, m), Abuf[:rows * m].reshape(rows, m), Dbuf[:rows * m].reshape(rows, m)
-    return batch_gradient(X, Y, order, 0, m, True, P, G, layout, alphas, loss_code, hp, gradient, Z, A, D)
+    return batch_gradient(X, Y, order, 0, order.shape[0], True, P, G, layout, alphas, loss_code, hp, gradient, Z, A, D)
 
 
 @jit
@@ -443,22 +443,107 @@ def apply_update(P, G, S1, S2, layout, opt_code, hp, t):
     update(P, G, S1, S2, layout, opt_code, hp, t)
 
 
-def _without_blas(names):
-    """Copies of the functions ``names`` (callees first) compiled with USE_BLAS = False.
+# The functions a variant recompiles with its own flags, callees before their callers.
+VARIANT_FUNCTIONS = ("activate", "activate_grad", "forward", "output_loss", "finite_difference", "batch_gradient",
+                     "update", "train", "compute_gradient", "apply_update")
+# Activations every variant has: no exp in them, so they cost little to compile.
+ALWAYS_ON = ("identity", "relu", "leaky_relu")
+_variants: dict = {}
 
-    With no np.dot in it (numba prunes the constant-false branches), the step
-    has no path that can raise, so numba can drop the reference counting
-    around its array views: ~8% off the XOR step. For networks whose every
-    product is below BLAS_MIN, where the BLAS branches would never run anyway.
+
+def variant_key(activations, gradient, blas):
+    """The key of the variant for a network with these activation names, this gradient ("backprop" or
+    "finite_difference"), and whether a product in its step is large enough for BLAS."""
+    return tuple(sorted(set(activations) - set(ALWAYS_ON))), gradient != "backprop", bool(blas)
+
+
+def variant(key):
+    """numba_mlp's training functions compiled with only what ``key`` (see variant_key) needs.
+
+    The flags switched off are frozen to False in a copy of this module's globals,
+    so numba prunes those branches before typing them: only the exp-based
+    activations the network has, no finite differences for backprop, no BLAS
+    calls for networks whose products are all small. That cuts the first
+    compile to a fraction, and a step without np.dot has no path that raises,
+    which keeps the tiny networks' loop lean. Each variant has its own names in
+    numba's cache. Every loss and optimiser stays in: they are a few scalar loops.
     """
-    scope = dict(globals(), USE_BLAS=False)
-    for name in names:
-        dispatcher = globals()[name]
-        fn = dispatcher.py_func
-        clone = types.FunctionType(fn.__code__, scope, fn.__name__ + "_small", fn.__defaults__, fn.__closure__)
-        clone.__qualname__ = clone.__name__  # its own entry in numba's cache
-        scope[name] = (jit_inline if dispatcher.targetoptions.get("inline") == "always" else jit)(clone)
-    return types.SimpleNamespace(**{name: scope[name] for name in names})
+    if key not in _variants:
+        activations, fd, blas = key
+        flags = {f"{name.upper()}_ON": name in activations or name in ALWAYS_ON for name in ACTIVATION_CODES}
+        flags.update(FD_ON=fd, USE_BLAS=blas)
+        suffix = "_".join([*activations, "fd" if fd else "bp", "blas" if blas else "loops"])
+        scope = dict(globals(), **flags)
+        for name in VARIANT_FUNCTIONS:
+            dispatcher = globals()[name]
+            fn = dispatcher.py_func
+            clone = types.FunctionType(fn.__code__, scope, f"{fn.__name__}__{suffix}", fn.__defaults__,
+                                       fn.__closure__)
+            clone.__qualname__ = clone.__name__  # its own entry in numba's cache
+            scope[name] = (jit_inline if dispatcher.targetoptions.get("inline") == "always" else jit)(clone)
+        _variants[key] = types.SimpleNamespace(key=key, **{name: scope[name] for name in VARIANT_FUNCTIONS})
+    return _variants[key]
 
 
-SMALL = _without_blas(["forward", "finite_difference", "batch_gradient", "train", "compute_gradient"])
+def every_variant_key():
+    """The keys ``xpnet warmup`` compiles: each activation in the hidden layers with an identity or sigmoid
+    output (or the same one throughout), backprop and finite differences, with and without BLAS."""
+    keys = [variant_key([hidden, output], gradient, blas) for hidden in ACTIVATION_CODES
+            for output in ("identity", "sigmoid") for gradient in ("backprop", "finite_difference")
+            for blas in (False, True)]
+    return list(dict.fromkeys(keys))
+
+
+# ---- the value checks of every step's input, one compiled pass each ---------------------
+
+@jit
+def first_nonfinite(x):
+    """Index of the first NaN or ±inf in the flat array x, or −1."""
+    for k in range(x.shape[0]):
+        if not math.isfinite(x[k]):
+            return k
+    return -1
+
+
+@jit
+def one_hot(labels, k, T):
+    """T[r] ← the one-hot row of integer class label r; returns the first r whose label is outside [0, k), or −1."""
+    for r in range(labels.shape[0]):
+        c = labels[r]
+        if c < 0 or c >= k:
+            return r
+        for j in range(k):
+            T[r, j] = 0.0
+        T[r, c] = 1.0
+    return -1
+
+
+# ---- saying so while compiling -----------------------------------------------------------
+
+NOTICE = ("xpnet: numba is compiling the training step for this network, once (a few seconds); later runs load "
+          "it from numba's cache, and `xpnet warmup` compiles every variant ahead of time")
+_announced = False
+
+
+class _Announce(event.Listener):
+    """Warns once per process when numba starts compiling (numba fires no event when it loads from its cache)."""
+
+    def on_start(self, ev):
+        global _announced
+        if not _announced:
+            _announced = True
+            frame = sys._getframe(1)  # blame the user's line, the first outside xpnet and numba
+            while frame.f_back is not None and frame.f_globals.get("__name__", "").split(".")[0] in ("xpnet", "numba", "contextlib"):
+                frame = frame.f_back
+            warnings.warn_explicit(NOTICE, CompileWarning, frame.f_code.co_filename, frame.f_lineno,
+                                   module=frame.f_globals.get("__name__"), registry={})
+
+    def on_end(self, ev):
+        pass
+
+
+def compile_notice(enabled=True):
+    """A context in which a numba compile (not a cache load) warns once per process; nothing if not enabled."""
+    if not enabled or _announced:
+        return contextlib.nullcontext()
+    return event.install_listener("numba:compile", _Announce())

@@ -1,8 +1,8 @@
 """Benchmarks: the articles' finite-difference vs backprop experiment, the scaling law, backends vs PyTorch.
 
-``xpnet bench fd-vs-bp|scaling|backends|all`` runs them (``xpnet bench distributed``,
-the data-parallel scaling over MPI ranks, runs only when named; ``register`` adds
-that command to the CLI); each lives in its own module with a ``run(...)``
+``xpnet bench fd-vs-bp|scaling|backends|all`` runs them (``xpnet bench sklearn``, the estimators against
+scikit-learn's own, and ``xpnet bench distributed``, the data-parallel scaling over MPI ranks, run only
+when named; ``register`` adds that command to the CLI); each lives in its own module with a ``run(...)``
 returning a JSON-able dict and a ``table(result)`` in Markdown. Importing
 this package imports no benchmark module: they load when a command runs.
 """
@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-BENCHMARKS = ("fd-vs-bp", "scaling", "backends", "distributed", "all")
+BENCHMARKS = ("fd-vs-bp", "scaling", "backends", "sklearn", "distributed", "all")
 
 
 def _names(text):
@@ -20,7 +20,8 @@ def _names(text):
 def register(subparsers):
     """Add the ``bench`` command to the CLI's subparsers."""
     p = subparsers.add_parser(
-        "bench", help="time FD vs backprop, the scaling law, backends vs PyTorch, and MPI data-parallel scaling",
+        "bench", help="time FD vs backprop, the scaling law, backends vs PyTorch, the scikit-learn estimators, and "
+                      "MPI data-parallel scaling",
         description="Run the benchmarks: progress on stderr, Markdown tables on stdout. "
                     "`xpnet bench all --json bench.json --plot scaling.png > bench.md` writes the whole report.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -55,7 +56,15 @@ def register(subparsers):
 def run_command(args):
     """Run the benchmarks ``args`` ask for; print the tables; write JSON and plot. Returns the exit code."""
     from ..errors import ConfigError, XpnetError, lookup
-    from . import coldstart, common, distributed, fd_vs_bp, scaling, throughput
+    from . import (
+        coldstart,
+        common,
+        distributed,
+        estimators,
+        fd_vs_bp,
+        scaling,
+        throughput,
+    )
 
     for size in args.sizes:
         lookup("benchmark size", size, throughput.CASES)
@@ -83,6 +92,9 @@ def run_command(args):
         if not args.no_cold_start:
             report["cold_start"] = coldstart.run(args.backend, log=log)
             tables += ["", coldstart.table(report["cold_start"])]
+    if "sklearn" in which:
+        report["sklearn"] = estimators.run(args.backend, repeats=args.repeats, log=log)
+        tables += ["", estimators.table(report["sklearn"])]
     if "distributed" in which:
         report["distributed"] = distributed.run(args.backend, ranks=args.ranks, min_time=args.min_time,
                                                 repeats=args.repeats, seed=args.seed, log=log)

@@ -15,6 +15,7 @@ class Step:
     """
 
     kind = "training step"
+    notices = True  # whether a step that compiles on first use says so (fit sets it from its progress option)
 
     def __call__(self, X, y):
         """One step on (X, y); returns the loss as a float."""

@@ -61,7 +61,12 @@ class FusedMLPStep(Step):
         shapes = [layer.params["W"].shape for layer in dense]
         self.dense = dense
         self.sizes = [shapes[0][0]] + [fan_out for _, fan_out in shapes]
-        self.layout, n_params = mlp.make_layout(self.sizes, [layer.fused_op()[1] for layer in dense])
+        activations = [layer.fused_op()[1] for layer in dense]
+        self.layout, n_params = mlp.make_layout(self.sizes, activations)
+        self.largest_product = max(a * b for a, b in zip(self.sizes, self.sizes[1:]))
+        self.variants = {blas: mlp.variant_key(activations, gradient, blas) for blas in (False, True)}  # keys;
+        # each compiles on first use
+        self.flat_input = tuple(net.input_shape) == (self.sizes[0],)  # X (n, d) as it comes: the fast checks apply
         self.alphas = np.array([layer.fused_op()[2] for layer in dense], dtype=np.float64)
         ends = np.cumsum([n for fan_in, fan_out in shapes for n in (fan_in * fan_out, fan_out)])
         self.slices = [(int(a), int(b)) for a, b in zip(np.concatenate([[0], ends[:-1]]), ends)]
@@ -78,6 +83,9 @@ class FusedMLPStep(Step):
         self.opt_code = mlp.OPTIMIZER_CODES[optimizer.config()["name"]]
         self.buffers = (None, None, None)
         self.batch_capacity = 0
+        self.targets = np.zeros((0, self.sizes[-1]), dtype=dtype)  # one-hot labels, reused from call to call
+        self.aranges = {}
+        self.ran = set()  # the variants whose train() this step has run (so compiled or loaded)
 
     def __repr__(self):
         return (f"<{self.kind}: {len(self.dense)} Dense layers {'-'.join(map(str, self.sizes))}, loss={self.loss!r}, "
@@ -122,20 +130,29 @@ class FusedMLPStep(Step):
         return self.buffers
 
     def _compiled(self, batch_size):
-        """numba_mlp itself, or its variant without BLAS when no product of a batch this size would use BLAS."""
-        largest = max(a * b for a, b in zip(self.sizes, self.sizes[1:])) * batch_size
-        return self.mlp.SMALL if largest < self.mlp.BLAS_MIN else self.mlp
+        """The variant of numba_mlp's functions for this network, with BLAS calls when a batch this size
+        has a product large enough for them."""
+        return self.mlp.variant(self.variants[self.largest_product * batch_size >= self.mlp.BLAS_MIN])
+
+    def _arange(self, n):
+        if n not in self.aranges:
+            self.aranges = {n: np.arange(n, dtype=np.int64)}  # the last size asked for
+        return self.aranges[n]
 
     def _train(self, X, T, order, batch_size, repeats):
         self._adopt()
-        X, T = np.ascontiguousarray(X), np.ascontiguousarray(T)
+        if not (X.flags.c_contiguous and T.flags.c_contiguous):
+            X, T = np.ascontiguousarray(X), np.ascontiguousarray(T)
         n_batches = -(-order.shape[0] // batch_size)
         losses = np.empty(n_batches, dtype=self.P.dtype)
         Z, A, D = self._buffers(min(batch_size, order.shape[0]))
-        self.optimizer.steps = self._compiled(batch_size).train(X, T, order, batch_size, repeats, self.P, self.G, self.S1, self.S2,
-                                         self.layout, self.alphas, self.loss_code, self.opt_code, self.hp,
-                                         self.optimizer.steps, self.gradient_code, Z, A, D, losses,
-                                         self._rates(n_batches * repeats))
+        compiled = self._compiled(batch_size)
+        with self.mlp.compile_notice(self.notices and compiled.key not in self.ran):  # the first call may compile
+            self.optimizer.steps = compiled.train(
+                X, T, order, batch_size, repeats, self.P, self.G, self.S1, self.S2, self.layout, self.alphas,
+                self.loss_code, self.opt_code, self.hp, self.optimizer.steps, self.gradient_code, Z, A, D, losses,
+                self._rates(n_batches * repeats))
+        self.ran.add(compiled.key)
         return losses
 
     def _rates(self, n_steps):
@@ -147,10 +164,45 @@ class FusedMLPStep(Step):
 
     # ---- the step interface (as PlainStep) ---------------------------------------------
 
+    def __call__(self, X, y):
+        """One step on (X, y); returns the loss as a float. The input is checked as prepare() checks it,
+        cheaply: dtype, shape and layout first, then the values in one compiled pass."""
+        checked = self._checked(X, y)
+        X, T = checked if checked is not None else prepare(self.net, self.loss, X, y)
+        return float(self.step(X, T))
+
+    def _checked(self, X, y):
+        """(X, targets) ready for the compiled step, or None where prepare() must look (and say what is wrong).
+
+        Takes host X (n, d) of float32/64 in C order, with integer labels for softmax_ce or (n, k) float
+        targets for MSE and softmax_ce; the rest goes through prepare().
+        """
+        if not (type(X) is np.ndarray and type(y) is np.ndarray and self.flat_input and X.ndim == 2
+                and X.shape[1] == self.sizes[0] and X.dtype in (np.float32, np.float64) and X.flags.c_contiguous
+                and 0 < len(X) == len(y)):
+            return None
+        if self.mlp.first_nonfinite(X.reshape(-1)) >= 0:
+            return None
+        k = self.sizes[-1]
+        if y.ndim == 1 and y.dtype.kind in "iu" and self.loss.kernel == "softmax_ce":
+            if len(self.targets) != len(y):
+                self.targets = np.zeros((len(y), k), dtype=self.P.dtype)
+            if self.mlp.one_hot(y, k, self.targets) >= 0:
+                return None
+            T = self.targets
+        elif (y.ndim == 2 and y.shape[1] == k and y.dtype in (np.float32, np.float64) and y.flags.c_contiguous
+              and self.loss.kernel in ("mse", "softmax_ce")):
+            if self.mlp.first_nonfinite(y.reshape(-1)) >= 0:
+                return None
+            T = y if y.dtype == self.P.dtype else y.astype(self.P.dtype)
+        else:
+            return None
+        return (X if X.dtype == self.P.dtype else X.astype(self.P.dtype)), T
+
     def step(self, X, T):
         """One full-batch step on prepared arrays; returns the loss as a 0-d array."""
         n = X.shape[0]
-        return self._train(X, T, np.arange(n, dtype=np.int64), n, 1)[0]
+        return self._train(X, T, self._arange(n), n, 1)[0]
 
     def repeat(self, X, y, n):
         """n full-batch steps inside compiled code; returns the last loss as a float."""
@@ -159,7 +211,7 @@ class FusedMLPStep(Step):
         if not n:
             return float("nan")
         rows = X.shape[0]
-        return float(self._train(X, T, np.arange(rows, dtype=np.int64), rows, n)[0])
+        return float(self._train(X, T, self._arange(rows), rows, n)[0])
 
     def run_epoch(self, X, T, order, batch_size):
         """One pass over the rows in ``order`` (None: as they are), in batches, inside compiled code."""
@@ -173,8 +225,10 @@ class FusedMLPStep(Step):
         self._adopt()
         X, T = np.ascontiguousarray(X), np.ascontiguousarray(T)
         Z, A, D = self._buffers(X.shape[0])
-        loss = self._compiled(X.shape[0]).compute_gradient(X, T, np.arange(X.shape[0], dtype=np.int64), self.P, self.G, self.layout,
-                                    self.alphas, self.loss_code, self.hp, self.gradient_code, Z, A, D)
+        with self.mlp.compile_notice(self.notices):
+            loss = self._compiled(X.shape[0]).compute_gradient(
+                X, T, self._arange(X.shape[0]), self.P, self.G, self.layout, self.alphas, self.loss_code, self.hp,
+                self.gradient_code, Z, A, D)
         return np.asarray(loss, dtype=self.P.dtype), self.net.gradients()
 
     def update(self, grads):
@@ -184,5 +238,7 @@ class FusedMLPStep(Step):
             if g is not view:
                 self.G[start:stop] = np.asarray(g).reshape(-1)
         t = self.optimizer.steps + 1
-        self.mlp.apply_update(self.P, self.G, self.S1, self.S2, self.layout, self.opt_code, self.hp, t)
+        with self.mlp.compile_notice(self.notices):
+            self._compiled(self.batch_capacity).apply_update(self.P, self.G, self.S1, self.S2, self.layout,
+                                                             self.opt_code, self.hp, t)
         self.optimizer.steps = t

@@ -200,7 +200,7 @@ CASES = [
       E.DataError, ValueError, "0.W must be finite"),
     # ---- backends and devices --------------------------------------------------------------------
     C("Backends and devices", "a backend that is not installed", 'xn.use("cupy")', E.BackendUnavailableError,
-      ImportError, "To fix: pip install 'xpnet[cuda13]'", needs=("no cupy",), exact=False),
+      ImportError, "To fix: pip install -e '.[cuda13]'", needs=("no cupy",), exact=False),
     C("Backends and devices", "an option the backend does not take", 'xn.get_backend("numpy", device="gpu")',
       E.ConfigError, ValueError, "bad options for backend 'numpy'", exact=False),
     C("Backends and devices", "a bfloat16 torch tensor (shared through DLPack)",
@@ -306,7 +306,7 @@ def skip_reason(case):
             return "cupy is installed here, so no backend is missing"
         if need == "safetensors":  # a library, not a backend
             if importlib.util.find_spec("safetensors") is None:
-                return "needs safetensors: pip install 'xpnet[safetensors]'"
+                return "needs safetensors: pip install -e '.[safetensors]'"
             continue
         if need != "no cupy" and xn.backends.unavailable_reason(need) is not None:
             return f"needs the {need} backend: {xn.backends.unavailable_reason(need)}"

@@ -55,7 +55,7 @@ def test_unusable_backend_says_why_and_how_to_install(monkeypatch):
     monkeypatch.setitem(registry._probes, "cupy", "CuPy is not installed")
     with pytest.raises(xn.errors.BackendUnavailableError) as info:
         xn.use("cupy")
-    assert "CuPy is not installed" in str(info.value) and "pip install 'xpnet[cuda13]'" in str(info.value)
+    assert "CuPy is not installed" in str(info.value) and "pip install -e '.[cuda13]'" in str(info.value)
     assert isinstance(info.value, ImportError)
     assert "cupy" not in xn.backends.available()
 

@@ -234,7 +234,7 @@ def test_distributed_benchmark_runs_on_one_and_two_ranks_and_fills_its_json():
     from xpnet.bench import distributed
 
     if importlib.util.find_spec("mpi4py") is None or distributed.mpiexec() is None:
-        pytest.skip("needs mpi4py and mpiexec (pip install 'xpnet[mpi]')")
+        pytest.skip("needs mpi4py and mpiexec (pip install -e '.[mpi]')")
     case = {"layers": [6, 8, 3], "batch": 10, "batches": 2}
     result = distributed.run(["numpy"], ranks=(1, 2), min_time=0.001, repeats=1, case=case)
     assert_filled(result)
@@ -253,7 +253,7 @@ def test_bench_distributed_command_prints_the_scaling_table(tmp_path, capsys):
     from xpnet.bench import distributed
 
     if importlib.util.find_spec("mpi4py") is None or distributed.mpiexec() is None:
-        pytest.skip("needs mpi4py and mpiexec (pip install 'xpnet[mpi]')")
+        pytest.skip("needs mpi4py and mpiexec (pip install -e '.[mpi]')")
     out = tmp_path / "dp.json"
     assert main(["bench", "distributed", "--backend", "numpy", "--ranks", "1", "--min-time", "0.001",
                  "--repeats", "1", "--quiet", "--json", str(out)]) == 0

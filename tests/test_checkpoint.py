@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 
-pytest.importorskip("hypothesis", reason="the fuzz tests need Hypothesis (pip install 'xpnet[dev]')")
+pytest.importorskip("hypothesis", reason="the fuzz tests need Hypothesis (pip install -e '.[dev]')")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 import xpnet as xn
@@ -217,7 +217,7 @@ SAFE = settings(max_examples=25, deadline=None, suppress_health_check=[HealthChe
 
 @pytest.fixture(scope="module")
 def valid_safetensors(tmp_path_factory):
-    pytest.importorskip("safetensors", reason="writing .safetensors needs pip install 'xpnet[safetensors]'")
+    pytest.importorskip("safetensors", reason="writing .safetensors needs pip install -e '.[safetensors]'")
     path = tmp_path_factory.mktemp("valid") / "net.safetensors"
     xn.Sequential([xn.layers.Dense(2, 3, activation="tanh"), xn.layers.Dropout(0.2), xn.layers.Dense(3, 2)],
                   seed=0).save(path)
@@ -225,7 +225,7 @@ def valid_safetensors(tmp_path_factory):
 
 
 def test_safetensors_round_trip_and_other_readers_get_the_weights(tmp_path):
-    safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="needs pip install 'xpnet[safetensors]'")
+    safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="needs pip install -e '.[safetensors]'")
     net = xn.Sequential([xn.layers.Flatten(), xn.layers.Dense(3, activation="gelu")], input_shape=(2, 2),
                         dtype="float64", seed=3)
     net.save(tmp_path / "n.safetensors")
@@ -275,7 +275,7 @@ def test_safetensors_headers_with_any_json_anywhere(tmp_path, valid_safetensors,
 
 
 def test_a_safetensors_file_without_our_header_is_refused(tmp_path):
-    safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="needs pip install 'xpnet[safetensors]'")
+    safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="needs pip install -e '.[safetensors]'")
     safetensors_numpy.save_file({"weight": np.zeros((2, 2), np.float32)}, tmp_path / "hf.safetensors")
     with pytest.raises(xn.errors.CheckpointError, match="a safetensors file but not an xpnet checkpoint"):
         xn.load(tmp_path / "hf.safetensors")

@@ -79,7 +79,7 @@ def test_predict_with_a_regression_model_prints_values(tmp_path, capsys):
 
 
 def test_train_plot_writes_a_png(tmp_path, capsys):
-    pytest.importorskip("matplotlib", reason="plots need matplotlib (pip install 'xpnet[plot]')")
+    pytest.importorskip("matplotlib", reason="plots need matplotlib (pip install -e '.[plot]')")
     out = tmp_path / "train.png"
     assert main(["train", "--data", "circles", "--epochs", "3", "--quiet", "--backend", "numpy",
                  "--plot", str(out)]) == 0
@@ -179,8 +179,8 @@ def test_python_dash_m_runs():
 
 
 def test_export_and_convert(tmp_path, capsys):
-    pytest.importorskip("onnx", reason="export needs pip install 'xpnet[onnx]'")
-    pytest.importorskip("safetensors", reason="convert to .safetensors needs pip install 'xpnet[safetensors]'")
+    pytest.importorskip("onnx", reason="export needs pip install -e '.[onnx]'")
+    pytest.importorskip("safetensors", reason="convert to .safetensors needs pip install -e '.[safetensors]'")
     net = xn.MLP([2, 4, 1], activation="relu", seed=0)
     net.save(tmp_path / "m.npz", extra={"loss": "mse"})
     assert main(["export", str(tmp_path / "m.npz"), str(tmp_path / "m.onnx")]) in (0, None)

@@ -78,7 +78,7 @@ def test_an_installed_cupy_without_a_gpu_is_left_out_and_explained(monkeypatch, 
     assert xn.backends.resolve("auto") != "cupy"
     with pytest.raises(xn.errors.BackendUnavailableError) as info:
         xn.use("cupy")
-    assert "no usable CUDA GPU" in str(info.value) and "pip install 'xpnet[cuda13]'" in str(info.value)
+    assert "no usable CUDA GPU" in str(info.value) and "pip install -e '.[cuda13]'" in str(info.value)
     assert cli.main(["info"]) == 0
     line = next(row for row in capsys.readouterr().out.splitlines() if row.strip().startswith("cupy"))
     assert "no" in line and "no usable CUDA GPU" in line

@@ -260,7 +260,7 @@ def test_ranks_agree_on_a_transport_every_one_offers():
 
 
 def test_the_cuda_aware_setting_can_be_forced(monkeypatch):
-    pytest.importorskip("mpi4py", reason="needs mpi4py (pip install 'xpnet[mpi]')")
+    pytest.importorskip("mpi4py", reason="needs mpi4py (pip install -e '.[mpi]')")
     for value, expected in (("1", True), ("0", False), ("no", False)):
         monkeypatch.setenv("XPNET_CUDA_AWARE_MPI", value)
         assert distributed.Communicator().cuda_aware is expected
@@ -457,7 +457,7 @@ def mpiexec():
     from xpnet.bench.distributed import mpiexec as find
 
     if importlib.util.find_spec("mpi4py") is None:
-        pytest.skip("mpi4py is not installed (pip install 'xpnet[mpi]')")
+        pytest.skip("mpi4py is not installed (pip install -e '.[mpi]')")
     found = find()
     if found is None:
         pytest.skip("no mpiexec on the PATH (pip install mpich, or your cluster's MPI)")

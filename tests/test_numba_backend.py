@@ -13,7 +13,7 @@ from xpnet.backends.base import Backend
 from xpnet.steps import PlainStep
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("numba") is None,
-                                reason="numba is not installed (pip install 'xpnet[numba]')")
+                                reason="numba is not installed (pip install -e '.[numba]')")
 
 SHAPES = [(1, 1), (3, 5), (7, 1), (1, 9), (33, 17)]
 TOL = {"float32": dict(rtol=1e-5, atol=1e-6), "float64": dict(rtol=1e-10, atol=1e-13)}

@@ -5,8 +5,8 @@ import pytest
 import xpnet as xn
 from xpnet import onnx_export
 
-pytest.importorskip("onnx", reason="the export needs onnx (pip install 'xpnet[onnx]')")
-ort = pytest.importorskip("onnxruntime", reason="running the export needs onnxruntime (pip install 'xpnet[onnx]')")
+pytest.importorskip("onnx", reason="the export needs onnx (pip install -e '.[onnx]')")
+ort = pytest.importorskip("onnxruntime", reason="running the export needs onnxruntime (pip install -e '.[onnx]')")
 
 ACTIVATIONS = ["identity", "relu", "tanh", "sigmoid", "leaky_relu", "gelu", "gelu_tanh"]
 

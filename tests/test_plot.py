@@ -7,7 +7,7 @@ import pytest
 import xpnet as xn
 from xpnet.race import race as run_race
 
-pytest.importorskip("matplotlib", reason="plots need matplotlib (pip install 'xpnet[plot]')")
+pytest.importorskip("matplotlib", reason="plots need matplotlib (pip install -e '.[plot]')")
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.colors import to_rgb  # noqa: E402
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-pytest.importorskip("hypothesis", reason="property tests need Hypothesis (pip install 'xpnet[dev]')")
+pytest.importorskip("hypothesis", reason="property tests need Hypothesis (pip install -e '.[dev]')")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 import xpnet as xn

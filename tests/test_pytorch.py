@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-pytest.importorskip("hypothesis", reason="the property tests need Hypothesis (pip install 'xpnet[dev]')")
-torch = pytest.importorskip("torch", reason="the twins need PyTorch (pip install 'xpnet[torch]')")
+pytest.importorskip("hypothesis", reason="the property tests need Hypothesis (pip install -e '.[dev]')")
+torch = pytest.importorskip("torch", reason="the twins need PyTorch (pip install -e '.[torch]')")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 import xpnet as xn  # noqa: E402

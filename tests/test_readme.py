@@ -28,9 +28,9 @@ def test_the_two_commands_come_first():
 
 
 def test_python_snippets_run_in_order(tmp_path, monkeypatch, capsys):
-    pytest.importorskip("matplotlib", reason="the tour draws plots (pip install 'xpnet[plot]')")
-    pytest.importorskip("sklearn", reason="the tour uses the estimators (pip install 'xpnet[sklearn]')")
-    pytest.importorskip("mpi4py", reason="Scaling out trains with distributed=True (pip install 'xpnet[mpi]')")
+    pytest.importorskip("matplotlib", reason="the tour draws plots (pip install -e '.[plot]')")
+    pytest.importorskip("sklearn", reason="the tour uses the estimators (pip install -e '.[sklearn]')")
+    pytest.importorskip("mpi4py", reason="Scaling out trains with distributed=True (pip install -e '.[mpi]')")
     monkeypatch.chdir(tmp_path)
     snippets = [code for code in blocks("python") if 'xn.use("cupy")' not in code]  # GPU-only: test_cupy_gpu.py
     assert len(snippets) >= 5
@@ -47,7 +47,7 @@ def test_python_snippets_run_in_order(tmp_path, monkeypatch, capsys):
 
 
 def test_command_lines_run(tmp_path, monkeypatch, capsys):
-    pytest.importorskip("matplotlib", reason="the commands draw plots (pip install 'xpnet[plot]')")
+    pytest.importorskip("matplotlib", reason="the commands draw plots (pip install -e '.[plot]')")
     monkeypatch.chdir(tmp_path)
     X, y = xn.datasets.moons(n=20, seed=3)
     np.savetxt("moons.csv", np.column_stack([X, y]), delimiter=",")

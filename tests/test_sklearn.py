@@ -5,7 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
-pytest.importorskip("sklearn", reason="the estimators need scikit-learn (pip install 'xpnet[sklearn]')")
+pytest.importorskip("sklearn", reason="the estimators need scikit-learn (pip install -e '.[sklearn]')")
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.model_selection import GridSearchCV  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402

@@ -47,7 +47,7 @@ def test_spirals_reach_95_percent(backend):
 
 
 def test_digits_reach_95_percent_test_accuracy():
-    pytest.importorskip("sklearn", reason="digits come with scikit-learn (pip install 'xpnet[sklearn]')")
+    pytest.importorskip("sklearn", reason="digits come with scikit-learn (pip install -e '.[sklearn]')")
     X, y = xn.datasets.digits()
     (Xtr, ytr), (Xva, yva), (Xte, yte) = xn.datasets.train_val_test_split(X, y, val=0.15, test=0.15, seed=0)
     scaler = xn.datasets.Standardizer().fit(Xtr)

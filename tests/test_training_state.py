@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
-pytest.importorskip("hypothesis", reason="the fuzz test needs Hypothesis (pip install 'xpnet[dev]')")
+pytest.importorskip("hypothesis", reason="the fuzz test needs Hypothesis (pip install -e '.[dev]')")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 import xpnet as xn

@@ -286,7 +286,7 @@ def cmd_warmup(args):
 
     if "numba" not in backends.available():
         raise errors.BackendUnavailableError("xpnet warmup compiles numba's steps, and numba is not usable here: "
-                                             "pip install 'xpnet[numba]'")
+                                             "pip install -e '.[numba]'")
     for dtype in args.dtype:
         if dtype not in warmup.DTYPES:
             raise errors.ConfigError(f"--dtype takes float32 and float64, got {dtype!r}")
@@ -367,7 +367,7 @@ def build_parser():
     explain.add_argument("--sample", type=int, default=1, help="which XOR point, 0-3 (default 1: (0, 1) → 1)")
     explain.set_defaults(func=cmd_explain)
 
-    export = sub.add_parser("export", help="write a saved model as ONNX (needs pip install 'xpnet[onnx]')")
+    export = sub.add_parser("export", help="write a saved model as ONNX (needs pip install -e '.[onnx]')")
     export.add_argument("model", help="a saved model (.npz or .safetensors)")
     export.add_argument("out", help="the ONNX file to write, e.g. model.onnx")
     export.set_defaults(func=cmd_export)

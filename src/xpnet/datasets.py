@@ -70,7 +70,7 @@ def digits():
     try:
         from sklearn.datasets import load_digits
     except ImportError:
-        raise BackendUnavailableError("the digits data set comes with scikit-learn: pip install 'xpnet[sklearn]'") \
+        raise BackendUnavailableError("the digits data set comes with scikit-learn: pip install -e '.[sklearn]'") \
             from None
     data = load_digits()
     return data.data.astype(np.float64), data.target.astype(np.int64)

@@ -38,7 +38,7 @@ import numpy as np
 from .errors import BackendUnavailableError, ConfigError
 from .steps.data_parallel import DistributedStep, digest as _digest, shard  # noqa: F401  (shard: public)
 
-INSTALL = "pip install 'xpnet[mpi]' (mpi4py with the MPICH wheel), or mpi4py built against your cluster's MPI"
+INSTALL = "pip install -e '.[mpi]' (mpi4py with the MPICH wheel), or mpi4py built against your cluster's MPI"
 
 _world = None
 _hooked = False  # sys.excepthook already aborts every rank

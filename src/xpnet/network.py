@@ -1,6 +1,10 @@
 """Networks: a Sequential stack of layers with inferred shapes, and the MLP built from layer sizes."""
+from __future__ import annotations
+
 import math
 import numbers
+import os
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -27,7 +31,8 @@ class Sequential:
     ['1.W', '1.b']
     """
 
-    def __init__(self, layers, input_shape=None, seed=0, dtype="float32", backend=None):
+    def __init__(self, layers: Sequence[layers_mod.Layer], input_shape: int | Sequence[int] | None = None,
+                 seed: int | None = 0, dtype: str = "float32", backend: Any = None) -> None:
         self.layers = list(layers)
         if not self.layers or not all(isinstance(layer, layers_mod.Layer) for layer in self.layers):
             raise ConfigError(f"Sequential needs a non-empty list of xn.layers.Layer objects, got {layers!r}")
@@ -46,16 +51,16 @@ class Sequential:
         self.reseed(seed)
 
     @property
-    def n_inputs(self):
+    def n_inputs(self) -> int:
         """Features per sample for 1-D inputs; the number of values per sample otherwise."""
         return math.prod(self.input_shape)
 
     @property
-    def n_outputs(self):
+    def n_outputs(self) -> int:
         """Outputs per sample (the losses take (samples, outputs))."""
         return math.prod(self.output_shape)
 
-    def reseed(self, seed):
+    def reseed(self, seed: int | None) -> None:
         """Restart every stochastic layer's generator from ``seed`` (each layer its own stream)."""
         for i, layer in enumerate(self.layers):
             if layer.stochastic:
@@ -63,7 +68,7 @@ class Sequential:
 
     # ---- forward -------------------------------------------------------------------
 
-    def forward(self, X, training=False):
+    def forward(self, X: Any, training: bool = False) -> Any:
         """The network's output for X (host or backend array), as a backend array."""
         X = self.backend.asarray(check_X(X, self.input_shape), dtype=self.backend.dtype(self.dtype))
         return self.forward_prepared(X, training)
@@ -91,7 +96,7 @@ class Sequential:
             grad = backwards[i](grad, need_grad_x=i > self._first_trainable)
         return value
 
-    def predict(self, X, batch_size=4096):
+    def predict(self, X: Any, batch_size: int = 4096) -> np.ndarray:
         """Outputs for X as a host NumPy array, computed in batches, dropout off."""
         if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
             raise ConfigError(f"predict batch_size must be an integer ≥ 1, got {batch_size!r}")
@@ -102,7 +107,7 @@ class Sequential:
         return np.concatenate([self.backend.to_numpy(self.forward(X[i:min(i + batch_size, n), ...]))
                                for i in range(0, n, batch_size)])
 
-    def evaluate(self, X, y, loss="mse"):
+    def evaluate(self, X: Any, y: Any, loss: Any = "mse") -> dict[str, float]:
         """{"loss": mean loss, "accuracy": ... (classifiers)} on (X, y), dropout off."""
         from . import losses
         from .training import evaluate
@@ -113,37 +118,37 @@ class Sequential:
 
     # ---- parameters ----------------------------------------------------------------
 
-    def parameters(self):
+    def parameters(self) -> list[Any]:
         """Parameter arrays on the backend, in the order of get_weights()."""
         return [layer.params[name] for layer in self.layers for name in layer.param_names]
 
-    def gradients(self):
+    def gradients(self) -> list[Any]:
         """Gradient arrays from the last backward pass, in the order of parameters()."""
         return [layer.grads[name] for layer in self.layers for name in layer.param_names]
 
-    def param_names(self):
+    def param_names(self) -> list[str]:
         """Names "0.W", "0.b", "2.W", ... ("<layer index>.<param>") in the order of parameters()."""
         return [f"{i}.{name}" for i, layer in enumerate(self.layers) for name in layer.param_names]
 
-    def buffer_names(self):
+    def buffer_names(self) -> list[str]:
         """Names "<layer index>.<buffer>" of the arrays saved and moved with the net but not trained."""
         return [f"{i}.{name}" for i, layer in enumerate(self.layers) for name in layer.buffer_names]
 
-    def buffers(self):
+    def buffers(self) -> list[Any]:
         """Buffer arrays on the backend, in the order of buffer_names()."""
         return [layer.buffers[name] for layer in self.layers for name in layer.buffer_names]
 
-    def state(self):
+    def state(self) -> dict[str, np.ndarray]:
         """{name: host NumPy copy} of every parameter and buffer: what a checkpoint holds."""
         arrays = self.parameters() + self.buffers()
         return {name: self.backend.to_numpy(a).copy() for name, a in zip(self.param_names() + self.buffer_names(),
                                                                              arrays)}
 
-    def get_weights(self):
+    def get_weights(self) -> list[np.ndarray]:
         """Every parameter as a host NumPy array, in layer order ([W, b, W, b, ...] for an MLP; W is (fan_in, fan_out))."""
         return [self.backend.to_numpy(p).copy() for p in self.parameters()]
 
-    def set_weights(self, weights):
+    def set_weights(self, weights: Sequence[Any]) -> None:
         """Replace every parameter; count, shapes and finite real values are checked before anything changes."""
         current, names = self.parameters(), self.param_names()
         weights = list(weights)
@@ -154,32 +159,32 @@ class Sequential:
             if w.shape != tuple(p.shape):
                 raise ShapeError(f"set_weights: {name} must have shape {tuple(p.shape)}, got {w.shape}")
             check_finite(w, f"set_weights: {name}")
-        weights = iter(weights)
+        arrays = iter(weights)
         for layer in self.layers:
             for name in layer.param_names:
-                layer.add_param(name, next(weights))
+                layer.add_param(name, next(arrays))
 
-    def set_buffers(self, buffers):
+    def set_buffers(self, buffers: Sequence[Any]) -> None:
         """Replace every buffer (in buffer_names() order); count and shapes are checked first."""
         current, names = self.buffers(), self.buffer_names()
-        buffers = [as_numbers(self._to_host(b), f"set_buffers: {name}") for name, b in zip(names, buffers)]
         if len(buffers) != len(current):
             raise ShapeError(f"set_buffers expected {len(current)} arrays ({', '.join(names)}), got {len(buffers)}")
-        for name, b, old in zip(names, buffers, current):
+        host = [as_numbers(self._to_host(b), f"set_buffers: {name}") for name, b in zip(names, buffers)]
+        for name, b, old in zip(names, host, current):
             if b.shape != tuple(old.shape):
                 raise ShapeError(f"set_buffers: {name} must have shape {tuple(old.shape)}, got {b.shape}")
-        buffers = iter(buffers)
+        arrays = iter(host)
         for layer in self.layers:
             for name in layer.buffer_names:
-                layer.add_buffer(name, next(buffers))
+                layer.add_buffer(name, next(arrays))
 
     def _to_host(self, w):
         return self.backend.to_numpy(w) if self.backend.is_native(w) else w
 
-    def count_params(self):
+    def count_params(self) -> int:
         return sum(int(np.prod(p.shape)) for p in self.parameters())
 
-    def copy(self, dtype=None, backend=None):
+    def copy(self, dtype: str | None = None, backend: Any = None) -> Sequential:
         """An independent copy, optionally in another dtype or on another backend."""
         config = dict(self.config(), dtype=dtype or self.dtype)
         net = build(config, backend or self.backend)
@@ -187,7 +192,7 @@ class Sequential:
         net.set_buffers([self.backend.to_numpy(b) for b in self.buffers()])
         return net
 
-    def to(self, backend):
+    def to(self, backend: Any) -> Sequential:
         """Move the parameters to another backend (name or Backend); returns self.
 
         Leaving a GPU backend gives the device memory its pool cached back to the device.
@@ -205,8 +210,8 @@ class Sequential:
 
     # ---- training -------------------------------------------------------------------
 
-    def compile(self, loss, optimizer, gradient="backprop", max_norm=None, clip_norm=None, eps=1e-3,
-                method="central"):
+    def compile(self, loss: Any, optimizer: Any, gradient: str = "backprop", max_norm: float | None = None,
+                clip_norm: float | None = None, eps: float = 1e-3, method: str = "central") -> Any:
         """A training step for this net: ``step(X, y)`` returns the loss; ``step.repeat(X, y, n)``.
 
         Each backend returns its fastest step (the plain layer-by-layer one by default).
@@ -235,7 +240,7 @@ class Sequential:
         return {"class": "Sequential", "layers": [layer_spec(layer) for layer in self.layers],
                 "input_shape": list(self.input_shape), "seed": self.seed, "dtype": self.dtype}
 
-    def save(self, path, extra=None):
+    def save(self, path: str | os.PathLike, extra: dict | None = None) -> None:
         """Write a .npz checkpoint (atomic: a temporary file renamed into place).
 
         ``extra`` is a JSON-able dict stored alongside (the command line keeps the
@@ -243,19 +248,19 @@ class Sequential:
         """
         checkpoint.save(path, self.config(), self.state(), extra=extra)
 
-    def to_torch(self):
-        """The twin torch.nn.Sequential, with these weights (needs PyTorch: ``pip install 'xpnet[torch]'``)."""
+    def to_torch(self) -> Any:
+        """The twin torch.nn.Sequential, with these weights (needs PyTorch: ``pip install -e '.[torch]'``)."""
         from . import pytorch  # pytorch builds networks: imported here, not at the top, to break the cycle
 
         return pytorch.to_torch(self)
 
-    def export_onnx(self, path):
-        """Write this network as an ONNX model for inference, batch axis symbolic (``pip install 'xpnet[onnx]'``)."""
+    def export_onnx(self, path: str | os.PathLike) -> None:
+        """Write this network as an ONNX model for inference, batch axis symbolic (``pip install -e '.[onnx]'``)."""
         from . import onnx_export  # optional: imports onnx only when asked
 
         onnx_export.export_onnx(self, path)
 
-    def summary(self):
+    def summary(self) -> str:
         """A table as Keras prints it: each layer, its output shape (None: the batch) and its parameter count."""
         rows = [("Layer", "Output shape", "Params"), ("input", str((None, *self.input_shape)), "")]
         for i, layer in enumerate(self.layers):
@@ -288,8 +293,9 @@ class MLP(Sequential):
     114
     """
 
-    def __init__(self, sizes, activation="tanh", output_activation=None, init="auto", dtype="float32",
-                 seed=0, backend=None, alpha=0.01, dropout=0.0):
+    def __init__(self, sizes: Sequence[int], activation: str = "tanh", output_activation: str | None = None,
+                 init: Any = "auto", dtype: str = "float32", seed: int | None = 0, backend: Any = None,
+                 alpha: float = 0.01, dropout: float = 0.0) -> None:
         sizes = list(sizes) if isinstance(sizes, (list, tuple)) else sizes
         output_activation = output_activation or "identity"
         stack = mlp_layers(sizes, activation, output_activation, init, alpha, dropout)
@@ -364,7 +370,7 @@ def layer_spec(layer):
     return {"type": name, **layer.config()}
 
 
-def load(path, backend=None):
+def load(path: str | os.PathLike, backend: Any = None) -> Sequential:
     """Rebuild a network saved with ``net.save(path)`` onto ``backend``.
 
     Checkpoints of xpnet 0.1 (parameters named W1, b1, ...) load too.

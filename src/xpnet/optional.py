@@ -13,4 +13,4 @@ def require(module):
         return importlib.import_module(module)
     except ImportError:
         raise BackendUnavailableError(f"this needs {top}, which is not installed. To fix: "
-                                      f"pip install 'xpnet[{EXTRAS.get(top, top)}]'") from None
+                                      f"pip install -e '.[{EXTRAS.get(top, top)}]' (from a clone of xpnet)") from None

@@ -21,7 +21,7 @@ def require():
         from matplotlib.figure import Figure
     except ImportError:
         raise BackendUnavailableError("plots need matplotlib, which is not installed. To fix: "
-                                      "pip install 'xpnet[plot]'") from None
+                                      "pip install -e '.[plot]'") from None
     return Figure
 
 

@@ -39,7 +39,7 @@ try:
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 except ImportError:
-    raise BackendUnavailableError("xpnet.sklearn needs scikit-learn ≥ 1.6: pip install 'xpnet[sklearn]'") from None
+    raise BackendUnavailableError("xpnet.sklearn needs scikit-learn ≥ 1.6: pip install -e '.[sklearn]'") from None
 
 from . import losses, optim
 from .init import GlorotBias

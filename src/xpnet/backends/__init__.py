@@ -19,10 +19,10 @@ from .base import Backend
 
 # name → (module in this package, its factory, its probe, how to install what it needs)
 REGISTRY = {
-    "numpy": ("numpy_backend", "NumpyBackend", "probe", "pip install xpnet"),
-    "numba": ("numba_backend", "NumbaBackend", "probe", "pip install 'xpnet[numba]'"),
+    "numpy": ("numpy_backend", "NumpyBackend", "probe", "pip install -e ."),
+    "numba": ("numba_backend", "NumbaBackend", "probe", "pip install -e '.[numba]'"),
     "cupy": ("cupy_backend", "CupyBackend", "probe",
-             "pip install 'xpnet[cuda13]' (CUDA 13) or 'xpnet[cuda12]' (CUDA 12), on a machine with an NVIDIA GPU"),
+             "pip install -e '.[cuda13]' (CUDA 13) or '.[cuda12]' (CUDA 12), on a machine with an NVIDIA GPU"),
     "array_api_strict": ("array_api", "strict_backend", "probe_strict", "pip install array-api-strict"),
     "torch": ("array_api", "torch_backend", "probe_torch", "pip install torch==2.13.0 (the CPU build)"),
 }

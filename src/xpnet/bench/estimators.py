@@ -36,7 +36,7 @@ def run(backends=None, repeats=3, log=quiet):
         from sklearn.datasets import load_digits
         from sklearn.neural_network import MLPClassifier as Reference
     except ImportError:
-        raise BackendUnavailableError("the estimator benchmark needs scikit-learn: pip install 'xpnet[sklearn]'")
+        raise BackendUnavailableError("the estimator benchmark needs scikit-learn: pip install -e '.[sklearn]'")
     from ..sklearn import MLPClassifier
 
     X, y = load_digits(return_X_y=True)

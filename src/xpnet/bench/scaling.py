@@ -170,7 +170,7 @@ def plot(result, path):
     except ImportError:
         from ..errors import XpnetError
 
-        raise XpnetError("the plot needs matplotlib: pip install 'xpnet[plot]'") from None
+        raise XpnetError("the plot needs matplotlib: pip install -e '.[plot]'") from None
     fig, ax = plt.subplots(figsize=(7, 5))
     colors = {}
     for f in result["fits"]:

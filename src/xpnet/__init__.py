@@ -9,7 +9,7 @@ True
 """
 __version__ = "0.2.0.dev0"
 
-from . import backends, datasets, distributed, errors, init, layers, losses, optim  # noqa: E402
+from . import backends, datasets, distributed, errors, init, layers, losses, models, optim  # noqa: E402
 from .backends import get_backend, use  # noqa: E402
 from .gradients import backprop, finite_difference, gradcheck  # noqa: E402
 from .network import MLP, Sequential, load  # noqa: E402
@@ -19,4 +19,4 @@ from .training import EarlyStopping, History  # noqa: E402
 
 __all__ = ["MLP", "Sequential", "Perceptron", "EarlyStopping", "History", "backends", "backprop", "datasets",
            "distributed", "errors", "finite_difference", "get_backend", "gradcheck", "init", "layers", "load", "losses",
-           "optim", "trace", "use", "__version__"]
+           "models", "optim", "trace", "use", "__version__"]

@@ -112,7 +112,9 @@ class Layer:
 
     def synchronise(self, allreduce):
         """Keep ``allreduce(flat)`` (the 1-D array summed over every data-parallel rank; None: this process
-        alone) if the layer's statistics span the batch. Most layers see one sample at a time: ignored."""
+        alone) if the layer's statistics span the batch, and return True; most layers see one sample at a
+        time and return False. A layer that keeps it calls it in every training forward and backward pass."""
+        return False
 
     def fused_op(self):
         """What an MLP-only fast step may compile this layer to: ``("dense", activation, alpha)`` for

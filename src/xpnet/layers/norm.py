@@ -63,6 +63,7 @@ class BatchNorm(Layer):
 
     def synchronise(self, allreduce):
         self.allreduce = allreduce
+        return True
 
     def build(self, input_shape, rng):
         if len(input_shape) not in (1, 2, 3):

@@ -188,9 +188,9 @@ class NumbaBackend(NumpyBackend):
         return cols
 
     def col2im(self, cols, x_shape, kernel_size, stride, padding, dilation):
-        if not _floats(cols):
-            return super().col2im(cols, x_shape, kernel_size, stride, padding, dilation)
         oh, ow = conv_output_shape(x_shape[2:], kernel_size, stride, padding, dilation)
+        if not _floats(cols) or cols.shape != (x_shape[1] * kernel_size[0] * kernel_size[1], x_shape[0] * oh * ow):
+            return super().col2im(cols, x_shape, kernel_size, stride, padding, dilation)  # (which says what is wrong)
         out = np.zeros(x_shape, dtype=cols.dtype)
         self._kernel("_col2im", cols.size)(np.ascontiguousarray(cols), *kernel_size, *stride, *padding, *dilation,
                                            oh, ow, out)

@@ -74,7 +74,9 @@ def _max_pool_backward(grad_y, argmax, kh, kw, sh, sw, ph, pw, grad_x):
         for p in range(oh):
             for q in range(ow):
                 k = argmax[n, c, p, q]
-                grad_x[n, c, p * sh - ph + k // kw, q * sw - pw + k % kw] += grad_y[n, c, p, q]
+                h, w = p * sh - ph + k // kw, q * sw - pw + k % kw
+                if 0 <= h < grad_x.shape[2] and 0 <= w < grad_x.shape[3]:  # a window of padding alone: no input
+                    grad_x[n, c, h, w] += grad_y[n, c, p, q]
 
 
 def _avg_pool(x, kh, kw, sh, sw, ph, pw, y):

@@ -426,3 +426,53 @@ DIGITS_STACK = lambda: [L.Conv2D(16, 3, padding=1, activation="relu"), L.BatchNo
                         L.Conv2D(32, 3, padding=1, activation="relu"), L.MaxPool2D(2), L.Flatten(),
                         L.Dropout(0.3), L.Dense(10)]
 DIGITS_FIT = dict(loss="softmax_ce", optimizer=xn.optim.Adam(0.003), epochs=15, batch_size=32, progress=False, seed=0)
+
+
+# ---- data, models, the command line, trace ----------------------------------------------------------------------
+
+def test_image_data_and_lenet():
+    X, y = xn.datasets.digits(images=True)
+    assert X.shape == (1797, 1, 8, 8) and y.shape == (1797,)
+    np.testing.assert_array_equal(X.reshape(1797, -1), xn.datasets.digits()[0])
+    for shape, params in (((1, 28, 28), 61_706), ((1, 8, 8), 42_794)):
+        net = xn.models.lenet(shape)
+        assert net.output_shape == (10,) and net.count_params() == params
+    assert xn.models.lenet((1, 8, 8), batch_norm=True).buffer_names() == ["1.running_mean", "1.running_var",
+                                                                          "4.running_mean", "4.running_var"]
+
+
+def test_mnist_images(tmp_path):
+    import struct
+
+    for name, magic, shape, data in (("train-images-idx3-ubyte", 0x0803, (3, 28, 28), np.arange(3 * 784) % 256),
+                                     ("train-labels-idx1-ubyte", 0x0801, (3,), np.array([1, 2, 3]))):
+        (tmp_path / name).write_bytes(struct.pack(">I", magic) + struct.pack(f">{len(shape)}I", *shape) +
+                                      data.astype(np.uint8).tobytes())
+    X, y = xn.datasets.mnist(tmp_path, images=True)
+    assert X.shape == (3, 1, 28, 28) and X.max() == 1.0 and y.tolist() == [1, 2, 3]
+
+
+def test_trace_shows_a_conv_layers_z_delta_and_weight_gradient():
+    X, y = xn.datasets.digits(images=True)
+    net = xn.models.lenet((1, 8, 8), dtype="float64", backend="numpy")
+    traced = xn.trace(net, "softmax_ce", X[:2] / 16, y[:2])
+    conv = traced.layers[0]
+    assert conv.conv and conv.z.shape == conv.delta.shape == (2, 6, 8, 8) and conv.grad_W.shape == (6, 1, 3, 3)
+    for got, want in zip(traced.gradients(), xn.backprop(net, "softmax_ce", X[:2] / 16, y[:2])):
+        np.testing.assert_allclose(got, want, rtol=1e-10)
+    text = str(traced)
+    assert "Conv2D 1→6 channels, kernel 3×3" in text and "z¹ = W¹ ∗ a⁰ + b¹" in text and "BP4  ∂C/∂W²" in text
+
+
+def test_the_command_line_trains_and_explains_lenet(capsys):
+    from xpnet import cli
+
+    assert cli.main(["train", "--data", "digits", "--model", "lenet", "--activation", "relu", "--epochs", "2",
+                     "--backend", "numpy", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    accuracy = float(out.split("test: loss")[1].split("accuracy")[1].split()[0])
+    assert accuracy > 0.8
+    assert cli.main(["explain", "--model", "lenet", "--backend", "numpy"]) == 0
+    assert "δ¹ = ∂C/∂a¹ ⊙ σ'(z¹)" in capsys.readouterr().out
+    assert cli.main(["train", "--data", "moons", "--model", "lenet", "--quiet"]) == 2
+    assert "--model lenet takes images (--data digits or mnist), got --data moons" in capsys.readouterr().err

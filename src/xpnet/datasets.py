@@ -118,10 +118,10 @@ def mnist(path, split="train", images=False):
             raise DataError(f"MNIST file {stem} (or {stem}.gz) not found in {os.path.abspath(path)}; put the four IDX "
                             f"files from the MNIST distribution there: {', '.join(sum(MNIST_FILES.values(), ()))}")
         arrays.append(read_idx(found[0]))
-    images, labels = arrays
-    if len(images) != len(labels):
-        raise DataError(f"MNIST {split}: {len(images)} images but {len(labels)} labels")
-    X = images.reshape(len(images), -1).astype(np.float64) / 255.0
+    pixels, labels = arrays
+    if len(pixels) != len(labels):
+        raise DataError(f"MNIST {split}: {len(pixels)} images but {len(labels)} labels")
+    X = pixels.reshape(len(pixels), -1).astype(np.float64) / 255.0
     return X.reshape(-1, 1, 28, 28) if images else X, labels.astype(np.int64)
 
 

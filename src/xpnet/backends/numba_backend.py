@@ -175,17 +175,7 @@ class NumbaBackend(NumpyBackend):
         mlp.limit_norms(W.reshape(-1), mlp.make_layout(W.shape, ["identity"])[0], float(limit))
 
 
-    # ---- convolution, pooling, batch norm: numba_conv.py's single-pass kernels ----------------------------
-
-    def im2col(self, x, kernel_size, stride, padding, dilation, pad_value=0.0):
-        if not _floats(x):
-            return super().im2col(x, kernel_size, stride, padding, dilation, pad_value)
-        (n, c, _, _), (kh, kw) = x.shape, kernel_size
-        oh, ow = conv_output_shape(x.shape[2:], kernel_size, stride, padding, dilation)
-        cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
-        self._kernel("_im2col", cols.size)(np.ascontiguousarray(x), kh, kw, *stride, *padding, *dilation, oh, ow,
-                                           x.dtype.type(pad_value), cols)
-        return cols
+    # ---- convolution, pooling, batch norm: numba_conv.py's single-pass kernels (im2col is NumPy's) --------
 
     def col2im(self, cols, x_shape, kernel_size, stride, padding, dilation):
         oh, ow = conv_output_shape(x_shape[2:], kernel_size, stride, padding, dilation)
@@ -290,7 +280,8 @@ def _code(activation):
 
 
 def _as_2d(a):
-    return a.reshape(1, -1) if a.ndim == 1 else a.reshape(-1, a.shape[-1]) if a.ndim > 2 else a
+    """Rows of samples: (N, C, H, W) → (N, C·H·W), so the inner loop is long and prange runs over samples."""
+    return a.reshape(1, -1) if a.ndim == 1 else a.reshape(a.shape[0], -1) if a.ndim > 2 else a
 
 
 def _flat_ok(*arrays):

@@ -476,3 +476,26 @@ def test_the_command_line_trains_and_explains_lenet(capsys):
     assert "δ¹ = ∂C/∂a¹ ⊙ σ'(z¹)" in capsys.readouterr().out
     assert cli.main(["train", "--data", "moons", "--model", "lenet", "--quiet"]) == 2
     assert "--model lenet takes images (--data digits or mnist), got --data moons" in capsys.readouterr().err
+
+
+# ---- xpnet bench conv ----------------------------------------------------------------------------------------
+
+def test_the_conv_benchmark_counts_the_im2col_products_and_matches_torchs_first_loss():
+    from xpnet.bench import conv
+
+    # 64→64 3×3 on 32×32, batch 32: W₂ cols and δ₂ colsᵀ (no ∂C/∂x below the first layer).
+    assert conv.products(conv.CASES["conv64"]) == [(64, 576, 32768, False, False), (64, 32768, 576, False, True)]
+    lenet = conv.products(conv.CASES["lenet5"])
+    assert len(lenet) == 2 + 3 + 3 * 3 and lenet[2] == (16, 150, 64 * 10 * 10, False, False)
+    assert conv.make_net(conv.CASES["lenet5"]).count_params() == xn.models.lenet().count_params() == 61_706
+    if not HAVE_TORCH:
+        pytest.skip("PyTorch is the peer here: pip install torch")
+    import torch
+
+    for name in ("conv1d", "lenet5"):
+        case = dict(conv.CASES[name], batch=3)
+        X, y = conv.make_data(case)
+        ours = conv.make_net(case, "numpy").evaluate(X, y, case["loss"])["loss"]
+        theirs = torch.nn.CrossEntropyLoss()(conv.torch_model(case, 0)(torch.from_numpy(X)),
+                                             torch.from_numpy(np.asarray(y, dtype=np.int64))).item()
+        assert ours == pytest.approx(theirs, rel=1e-5)

@@ -6,6 +6,7 @@ backprop and finite differences disagree.
 """
 import argparse
 import importlib.metadata
+import math
 import os
 import sys
 
@@ -173,7 +174,7 @@ def cmd_train(args):
 
 def image_shape(data, X):
     """(1, side, side) for the square grey images of digits and mnist; ConfigError for other data."""
-    side = int(round(X.shape[1] ** 0.5))
+    side = math.isqrt(X.shape[1])
     if data not in ("digits", "mnist") or side * side != X.shape[1]:
         raise errors.ConfigError(f"--model lenet takes images (--data digits or mnist), got --data {data}")
     return (1, side, side)

@@ -23,7 +23,7 @@ def lenet(input_shape=(1, 28, 28), classes=10, activation="relu", batch_norm=Fal
         raise ConfigError(f"lenet takes images of shape (channels, height, width), got {input_shape!r}")
     small = min(input_shape[1:]) < 20
     kernel, padding = (3, 1) if small else (5, 2)
-    norm = (lambda: [L.BatchNorm()]) if batch_norm else (lambda: [])  # noqa: E731
+    norm = (lambda: [L.BatchNorm()]) if batch_norm else list  # noqa: E731
     stack = [L.Conv2D(6, kernel, padding=padding, activation=activation), *norm(), L.MaxPool2D(2),
              L.Conv2D(16, kernel, padding=1 if small else 0, activation=activation), *norm(),
              *([] if small else [L.MaxPool2D(2)]),

@@ -57,7 +57,7 @@ def _max_pool(x, kh, kw, sh, sw, ph, pw, y, argmax):
                 for i in range(i_lo, i_hi):
                     for j in range(j_lo, j_hi):
                         v = x[n, c, p * sh - ph + i, q * sw - pw + j]
-                        if v > best or (v != v and best == best):  # the first maximum; NaN wins, as argmax
+                        if v > best or (np.isnan(v) and not np.isnan(best)):  # the first maximum; NaN wins, as argmax
                             best, where = v, i * kw + j
                 y[n, c, p, q] = best
                 argmax[n, c, p, q] = where

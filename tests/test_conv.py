@@ -276,7 +276,7 @@ def test_cupy_kernels_match_the_base_kernels(gpu, dtype):
     assert_kernels_match(gpu, Backend(gpu.xp, device=gpu.device), dtype, "contiguous")
 
 
-def test_a_convnet_on_the_fake_gpu_matches_numpy(gpu):
+def test_a_convnet_on_the_gpu_matches_numpy(gpu):
     X, y = np.random.default_rng(0).standard_normal((12, 1, 6, 6)), np.arange(12) % 3
     nets = [xn.Sequential(bn_stack(), input_shape=(1, 6, 6), dtype="float64", backend=b, seed=0)
             for b in ("numpy", gpu)]

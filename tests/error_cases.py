@@ -6,6 +6,7 @@ rewrite the page with:
 
     PYTHONPATH=src python tests/error_cases.py > docs/errors.md
 """
+import importlib.util
 import os
 import re
 import tempfile
@@ -16,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 import xpnet as xn
-from xpnet import checkpoint
 
 # Run before every row, in a fresh namespace; `tmp` is an empty scratch folder.
 PRELUDE = """\
@@ -101,7 +101,7 @@ CASES = [
     C("Training settings", "fractional epochs", 'net.fit(X, y, loss="softmax_ce", epochs=1.5)', E.ConfigError,
       ValueError, "got 1.5"),
     C("Training settings", "lr = 0", "xn.optim.SGD(lr=0)", E.ConfigError, ValueError,
-      "lr must be a number in (0.0, inf), got 0"),
+      "lr must be a finite number > 0, got 0"),
     C("Training settings", "negative lr", "xn.optim.Adam(lr=-0.1)", E.ConfigError, ValueError, "got -0.1"),
     C("Training settings", "NaN lr", 'xn.optim.RMSProp(lr=float("nan"))', E.ConfigError, ValueError, "got nan"),
     C("Training settings", "lr given as text", 'xn.optim.SGD(lr="0.1")', E.ConfigError, ValueError, "got '0.1'"),
@@ -120,6 +120,25 @@ CASES = [
     C("Training settings", "early stopping on val_loss without validation data",
       'net.fit(X, y, loss="softmax_ce", early_stopping=xn.EarlyStopping(monitor="val_loss"))', E.ConfigError,
       ValueError, "needs validation_data or validation_split"),
+    C("Training settings", "schedule with a negative rate", "xn.optim.SGD(lr=xn.schedules.Step(step_size=10, lr=-0.1))",
+      E.ConfigError, ValueError, "lr must be a finite number > 0, got -0.1"),
+    C("Training settings", "schedule with a non-finite rate", 'xn.schedules.Cosine(total=100, min_lr=float("inf"))',
+      E.ConfigError, ValueError, "min_lr must be a finite number ≥ 0, got inf"),
+    C("Training settings", "callable schedule returning a negative rate",
+      "xn.optim.Adam(lr=lambda step: -0.01)", E.ConfigError, ValueError,
+      "must return a finite number ≥ 0, got -0.01 at step 0"),
+    C("Training settings", "warmup longer than the schedule", "xn.schedules.Cosine(total=100, warmup=200)",
+      E.ConfigError, ValueError, "warmup must be at most total=100 steps, got 200"),
+    C("Training settings", "unknown monitor name", 'xn.schedules.ReduceOnPlateau(monitor="val_los")', E.ConfigError,
+      ValueError, "monitor must be one of 'loss', 'val_loss', 'accuracy', 'val_accuracy', got 'val_los'"),
+    C("Training settings", "plateau on val_loss without validation data",
+      'net.fit(X, y, loss="softmax_ce", optimizer=xn.optim.SGD(lr=xn.schedules.ReduceOnPlateau()))',
+      E.ConfigError, ValueError, "ReduceOnPlateau on val_loss needs validation_data or validation_split"),
+    C("Training settings", "callback with none of the methods", 'net.fit(X, y, loss="softmax_ce", callbacks=[print])',
+      E.ConfigError, ValueError, "callbacks[0] (builtin_function_or_method) has none of the methods"),
+    C("Training settings", "callbacks not in a list",
+      'net.fit(X, y, loss="softmax_ce", callbacks=xn.callbacks.CSVLogger(tmp / "log.csv"))', E.ConfigError,
+      ValueError, "callbacks must be a list of callback objects, got CSVLogger"),
     C("Training settings", "negative seed", 'net.fit(X, y, loss="softmax_ce", seed=-1)', E.ConfigError, ValueError,
       "seed must be an integer ≥ 0, got -1"),
     C("Training settings", "seed given as text", 'xn.MLP([2, 1], seed="42")', E.ConfigError, ValueError,
@@ -207,16 +226,28 @@ CASES = [
       ValueError, "BatchNorm needs more than 1 value per channel in training, got a batch of shape (1, 3)"),
     # ---- backends and devices --------------------------------------------------------------------
     C("Backends and devices", "a backend that is not installed", 'xn.use("cupy")', E.BackendUnavailableError,
-      ImportError, "To fix: pip install 'xpnet[cuda12]'", needs=("no cupy",), exact=False),
+      ImportError, "To fix: pip install 'xpnet[cuda13]'", needs=("no cupy",), exact=False),
     C("Backends and devices", "an option the backend does not take", 'xn.get_backend("numpy", device="gpu")',
       E.ConfigError, ValueError, "bad options for backend 'numpy'", exact=False),
-    C("Backends and devices", "a torch tensor for a NumPy network",
-      "import torch; net.predict(torch.zeros(3, 2))", E.DeviceError, TypeError,
-      "expected a NumPy array or an array of backend 'numpy', got torch.Tensor", needs=("torch",)),
+    C("Backends and devices", "a bfloat16 torch tensor (shared through DLPack)",
+      "import torch; net.predict(torch.zeros(3, 2, dtype=torch.bfloat16))", E.DataTypeError, TypeError,
+      "cannot share torch.Tensor (torch.bfloat16) through DLPack (Unsupported dtype in DLTensor); xpnet computes in "
+      "float32 or float64 (ints and bools are converted)", needs=("torch",), exact=False),
     C("Backends and devices", "an array on another device",
       'on1 = xn.MLP([2, 1], backend=xn.get_backend("array_api_strict", device="device1")); '
       'on1.predict(xn.get_backend("array_api_strict", device="device2").asarray(np.zeros((3, 2))))',
       E.DeviceError, TypeError, "the network on array_api_strict.Device('device1')", needs=("array_api_strict",)),
+    C("Backends and devices", "a torch module that is not Sequential",
+      "import torch; xn.from_torch(torch.nn.Linear(2, 3))", E.ConfigError, ValueError,
+      "from_torch takes a torch.nn.Sequential, got torch.nn.modules.linear.Linear; wrap it: "
+      "torch.nn.Sequential(module)", needs=("torch",)),
+    C("Backends and devices", "a torch module xpnet has no layer for",
+      "import torch; xn.from_torch(torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Softplus()))", E.ConfigError,
+      ValueError, "module 1 (Softplus) has no xpnet layer", needs=("torch",)),
+    C("Backends and devices", "a float16 torch module",
+      "import torch; xn.from_torch(torch.nn.Sequential(torch.nn.Linear(2, 3)).half())", E.DataTypeError, TypeError,
+      "the module's parameters are torch.float16; xpnet supports one of torch.float32, torch.float64 (call "
+      "module.float() or module.double() first)", needs=("torch",)),
     # ---- numerics ---------------------------------------------------------------------------------
     C("Numerics", "a loss that overflows to NaN in a mini-batch",
       'xn.MLP([2, 8, 1], activation="relu", seed=0).fit(np.full((8, 2), 1e3), np.full(8, 1e3), '
@@ -228,6 +259,13 @@ CASES = [
       'optimizer=xn.optim.SGD(10.0), epochs=30, progress=False)', E.DivergenceError, FloatingPointError,
       "last update of epoch 3 (batch 1 of 1); the net and optimiser keep the state they had after epoch 2"),
     # ---- checkpoints ------------------------------------------------------------------------------
+    C("Checkpoints", "a suffix that matches no format", 'net.save(tmp / "model.pt")', E.ConfigError, ValueError,
+      "its suffix matches no checkpoint format; xpnet writes .npz and .safetensors files"),
+    C("Checkpoints", "a safetensors file without an xpnet header",
+      'import safetensors.numpy; safetensors.numpy.save_file({"w": np.zeros(2)}, tmp / "hf.safetensors"); '
+      'xn.load(tmp / "hf.safetensors")', E.CheckpointError, ValueError,
+      "is a safetensors file but not an xpnet checkpoint (its __metadata__ has no __xpnet_header__)",
+      needs=("safetensors",)),
     C("Checkpoints", "missing file", 'xn.load(tmp / "nothing.npz")', E.CheckpointError, ValueError,
       "cannot read checkpoint tmp/nothing.npz: No such file or directory"),
     C("Checkpoints", "a folder", "xn.load(tmp)", E.CheckpointError, ValueError, "Is a directory"),
@@ -292,6 +330,10 @@ def skip_reason(case):
     for need in case.needs:
         if need == "no cupy" and "cupy" in xn.backends.available():
             return "cupy is installed here, so no backend is missing"
+        if need == "safetensors":  # a library, not a backend
+            if importlib.util.find_spec("safetensors") is None:
+                return "needs safetensors: pip install 'xpnet[safetensors]'"
+            continue
         if need != "no cupy" and xn.backends.unavailable_reason(need) is not None:
             return f"needs the {need} backend: {xn.backends.unavailable_reason(need)}"
     return None

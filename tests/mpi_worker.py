@@ -86,19 +86,20 @@ def equivalence(out):
 
 
 def equivalence_gpu(out):
-    """CuPy on every rank, one GPU each when there are enough (NCCL), else sharing them through host memory."""
+    """CuPy on every rank, one GPU each when there are enough (NCCL), else sharing them (the transport falls back)."""
     import cupy
 
     gpus = cupy.cuda.runtime.getDeviceCount()
     backend = xn.get_backend("cupy", device=xn.distributed.local_rank() % gpus)
     case = dict(CASES["numpy-shuffled-adam"], backend=backend)
     net = build(case)
-    dp = xn.distributed.DataParallel(net, transport="auto" if gpus >= xn.distributed.size() else "mpi")
+    dp = xn.distributed.DataParallel(net)
+    print(f"rank {dp.rank}: transport {dp.transport} on GPU {backend.device_id} of {gpus}", flush=True)
     X, y = data(case)
     dp.fit(X, y, loss=case["loss"], optimizer=case["optimizer"](), epochs=case["epochs"],
            batch_size=case["batch_size"], validation_split=case["validation_split"], progress=False, seed=3)
     if dp.rank == 0:
-        np.savez(out, transport=np.array(dp.transport), **{f"w{i}": w for i, w in enumerate(net.get_weights())})
+        np.savez(out, transport=np.array(dp.transport), gpus=gpus, **{f"w{i}": w for i, w in enumerate(net.get_weights())})
 
 
 def fail_in_step():

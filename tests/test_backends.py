@@ -55,7 +55,7 @@ def test_unusable_backend_says_why_and_how_to_install(monkeypatch):
     monkeypatch.setitem(registry._probes, "cupy", "CuPy is not installed")
     with pytest.raises(xn.errors.BackendUnavailableError) as info:
         xn.use("cupy")
-    assert "CuPy is not installed" in str(info.value) and "pip install 'xpnet[cuda12]'" in str(info.value)
+    assert "CuPy is not installed" in str(info.value) and "pip install 'xpnet[cuda13]'" in str(info.value)
     assert isinstance(info.value, ImportError)
     assert "cupy" not in xn.backends.available()
 
@@ -107,13 +107,20 @@ def test_backward_kernels_take_grad_out_first():
             assert params[1].startswith("grad_"), f"{name}{params}"
 
 
-def test_arrays_from_another_backend_are_refused(backend):
+def test_arrays_from_another_backend_are_refused_unless_shared_on_the_same_device(backend):
     from conftest import make_backend
+    from fakecupy import ForeignGPUArray
 
     other = make_backend("torch" if backend.name == "array_api_strict" else "array_api_strict", {})
+    net = xn.MLP([2, 1], backend=backend)
+    if backend.dlpack_device == (1, 0):  # a host backend shares any CPU array through DLPack
+        assert net.predict(other.asarray(np.zeros((3, 2)))).shape == (3, 1)
+        with pytest.raises(xn.errors.DeviceError, match=r"got fakecupy.ForeignGPUArray on cuda:0; arrays shared "
+                                                        r"through DLPack must be on cpu"):
+            net.predict(ForeignGPUArray(np.zeros((3, 2))))
+        return
     with pytest.raises(xn.errors.DeviceError, match="expected a NumPy array or an array of backend"):
         backend.asarray(other.asarray(np.zeros((2, 2))))
-    net = xn.MLP([2, 1], backend=backend)
     with pytest.raises(xn.errors.DeviceError):
         net.predict(other.asarray(np.zeros((3, 2))))
 

@@ -259,3 +259,14 @@ def test_bench_distributed_command_prints_the_scaling_table(tmp_path, capsys):
                  "--repeats", "1", "--quiet", "--json", str(out)]) == 0
     assert "### Data-parallel scaling (784-256-256-10, global batch 128" in capsys.readouterr().out
     assert [row["ranks"] for row in json.loads(out.read_text())["distributed"]["rows"]] == [1]
+
+
+def test_the_pytorch_model_is_the_twin_unless_told_otherwise():
+    torch = pytest.importorskip("torch", reason="the PyTorch rows need torch")
+    net = throughput.make_net(throughput.CASES["tiny"], "numpy", 0)
+    X = np.random.default_rng(0).standard_normal((4, net.n_inputs))
+    twin = throughput.torch_model(net, torch.device("cpu"))
+    np.testing.assert_allclose(twin(torch.from_numpy(X).float()).detach().numpy(), net.predict(X), rtol=1e-5,
+                               atol=1e-6)
+    own = throughput.torch_model(net, torch.device("cpu"), twin=False)
+    assert not np.allclose(own(torch.from_numpy(X).float()).detach().numpy(), net.predict(X))

@@ -208,3 +208,84 @@ def test_a_save_killed_mid_write_leaves_the_previous_checkpoint_intact(tmp_path)
             np.testing.assert_array_equal(a, b)
     else:
         assert loaded.sizes == [4096, 4096]
+
+
+# ---- safetensors: the same header and guarantees -------------------------------------------------------------
+
+SAFE = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(scope="module")
+def valid_safetensors(tmp_path_factory):
+    pytest.importorskip("safetensors", reason="writing .safetensors needs pip install 'xpnet[safetensors]'")
+    path = tmp_path_factory.mktemp("valid") / "net.safetensors"
+    xn.Sequential([xn.layers.Dense(2, 3, activation="tanh"), xn.layers.Dropout(0.2), xn.layers.Dense(3, 2)],
+                  seed=0).save(path)
+    return path.read_bytes()
+
+
+def test_safetensors_round_trip_and_other_readers_get_the_weights(tmp_path):
+    safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="needs pip install 'xpnet[safetensors]'")
+    net = xn.Sequential([xn.layers.Flatten(), xn.layers.Dense(3, activation="gelu")], input_shape=(2, 2),
+                        dtype="float64", seed=3)
+    net.save(tmp_path / "n.safetensors")
+    back = xn.load(tmp_path / "n.safetensors")
+    assert back.config() == net.config() and back.dtype == "float64"
+    for a, b in zip(net.get_weights(), back.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    theirs = safetensors_numpy.load_file(tmp_path / "n.safetensors")
+    np.testing.assert_array_equal(theirs["1.W"], net.get_weights()[0])
+    assert [p.name for p in tmp_path.iterdir()] == ["n.safetensors"]  # no temporary left
+
+
+@SAFE
+@given(flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=6),
+       keep=st.floats(0, 1))
+def test_mutated_safetensors_files(tmp_path, valid_safetensors, flips, keep):
+    data = bytearray(valid_safetensors)
+    for position, value in flips:
+        data[position % len(data)] = value
+    load_gives_a_net_or_checkpoint_error(tmp_path / "x.safetensors", data[:max(1, int(len(data) * keep))]
+                                         if keep < 0.9 else data)
+
+
+@SAFE
+@given(data=st.binary(max_size=600))
+def test_random_bytes_as_safetensors(tmp_path, data):
+    load_gives_a_net_or_checkpoint_error(tmp_path / "x.safetensors", data)
+
+
+@SAFE
+@given(data=st.data())
+def test_safetensors_headers_with_any_json_anywhere(tmp_path, valid_safetensors, data):
+    n = int.from_bytes(valid_safetensors[:8], "little")
+    table = json.loads(valid_safetensors[8:8 + n])
+    header = json.loads(table["__metadata__"]["__xpnet_header__"])
+    document = {"table": table, "header": header}
+    where = data.draw(st.sampled_from([p for p in paths(document) if len(p) > 1]))
+    target = document
+    for key in where[:-1]:
+        target = target[key]
+    target[where[-1]] = data.draw(JSON)
+    if isinstance(document["table"], dict) and isinstance(document["table"].get("__metadata__"), dict):
+        document["table"]["__metadata__"]["__xpnet_header__"] = json.dumps(document["header"])
+    text = json.dumps(document["table"]).encode()
+    forged = len(text).to_bytes(8, "little") + text + valid_safetensors[8 + n:]
+    load_gives_a_net_or_checkpoint_error(tmp_path / "x.safetensors", forged)
+
+
+def test_a_safetensors_file_without_our_header_is_refused(tmp_path):
+    safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="needs pip install 'xpnet[safetensors]'")
+    safetensors_numpy.save_file({"weight": np.zeros((2, 2), np.float32)}, tmp_path / "hf.safetensors")
+    with pytest.raises(xn.errors.CheckpointError, match="a safetensors file but not an xpnet checkpoint"):
+        xn.load(tmp_path / "hf.safetensors")
+
+
+def test_a_suffix_matching_no_format_is_refused_and_writes_nothing(tmp_path):
+    with pytest.raises(xn.errors.ConfigError, match=r"suffix matches no checkpoint format; xpnet writes \.npz and "
+                                                    r"\.safetensors"):
+        xn.MLP([2, 1]).save(tmp_path / "model.pt")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "model.pt").write_bytes(b"x")
+    with pytest.raises(xn.errors.CheckpointError, match="suffix matches no checkpoint format"):
+        xn.load(tmp_path / "model.pt")

@@ -175,3 +175,16 @@ def test_info_prints_every_key_of_every_backend(monkeypatch, capsys):
 def test_python_dash_m_runs():
     result = subprocess.run([sys.executable, "-m", "xpnet", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("xpnet ")
+
+
+def test_export_and_convert(tmp_path, capsys):
+    pytest.importorskip("onnx", reason="export needs pip install 'xpnet[onnx]'")
+    pytest.importorskip("safetensors", reason="convert to .safetensors needs pip install 'xpnet[safetensors]'")
+    net = xn.MLP([2, 4, 1], activation="relu", seed=0)
+    net.save(tmp_path / "m.npz", extra={"loss": "mse"})
+    assert main(["export", str(tmp_path / "m.npz"), str(tmp_path / "m.onnx")]) in (0, None)
+    assert (tmp_path / "m.onnx").stat().st_size > 0
+    assert main(["convert", str(tmp_path / "m.npz"), str(tmp_path / "m.safetensors")]) in (0, None)
+    back = xn.load(tmp_path / "m.safetensors")
+    np.testing.assert_array_equal(back.get_weights()[0], net.get_weights()[0])
+    assert checkpoint.load(tmp_path / "m.safetensors")[2] == {"loss": "mse"}

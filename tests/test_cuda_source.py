@@ -94,6 +94,32 @@ def test_interpreted_source_matches_kernels_math_on_numpy(spec, dtype):
         np.testing.assert_allclose(np.from_dlpack(out), expected[name], **tol, err_msg=f"{spec.name}: {name}")
 
 
+def test_the_fakes_float32_erf_is_as_accurate_as_cudas_erff():
+    """CUDA documents erff within 2 ulp: the fake's float32 kernels must be no less accurate than the GPU's."""
+    z = np.linspace(-8.0, 8.0, 3201).astype(np.float32)
+    got = np.from_dlpack(fakecupy.cuda_erf(strict.asarray(z)))
+    exact = np.vectorize(math.erf)(z.astype(np.float64))
+    ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    assert got.dtype == np.float32 and np.max(np.abs(got - exact) / ulp) <= 2.0
+
+
+@pytest.mark.parametrize("spec", [s for s in SPECS if "gelu" in s.name and "tanh" not in s.name and "z" in s.inputs],
+                         ids=lambda s: s.name)
+def test_float32_gelu_kernels_hold_the_tolerance_out_to_8(spec):
+    fake = fakecupy.FakeCupy()
+    kernel = fakecupy.ElementwiseKernel(fake, spec.in_params, spec.out_params, spec.operation, spec.name)
+    values = spec_values(spec, seed=3)
+    values["z"] = np.linspace(-8.0, 8.0, N)
+    device = fake.device()
+    args = [np.float32(SCALARS[name]) if name in SCALARS else
+            fake.module.ascontiguousarray(strict.asarray(values[name], dtype=strict.float32, device=device))
+            for name in spec.inputs]
+    outs = kernel(*args)
+    expected = reference(spec, values, "float64")
+    for name, out in zip(spec.outputs, outs if isinstance(outs, tuple) else (outs,)):
+        np.testing.assert_allclose(np.from_dlpack(out), expected[name], rtol=2e-6, atol=2e-6, err_msg=name)
+
+
 def test_tracing_rejects_python_branches_and_non_numbers():
     with pytest.raises(TypeError, match="xp.where"):
         cuda_source.elementwise("bad", lambda xp, z, a: {"a": z if z > 0 else -z}, ["z"], ["a"])

@@ -10,6 +10,7 @@ from fakecupy import fake_cupy  # noqa: F401 (fixture)
 
 PATH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "cuda_targets.py"
 spec = importlib.util.spec_from_file_location("cuda_targets", PATH)
+assert spec is not None and spec.loader is not None, PATH
 cuda_targets = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(cuda_targets)
 

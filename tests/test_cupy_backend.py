@@ -55,8 +55,21 @@ def test_probe_says_why_cupy_cannot_run(monkeypatch):
 
     monkeypatch.setattr(fake.module.cuda, "is_available", broken)
     assert "libcuda.so.1" in cupy_backend.probe()
-    install(monkeypatch, FakeCupy())
+    for stage, target in (("compile and run a kernel (NVRTC)", "ElementwiseKernel"),
+                          ("multiply matrices (cuBLAS)", "matmul")):
+        fake = install(monkeypatch, FakeCupy())
+
+        def fails(*args, **kwargs):
+            raise RuntimeError("CUDA_ERROR_NOT_FOUND: library missing")
+
+        monkeypatch.setattr(fake.module, target, fails)
+        assert cupy_backend.probe() == f"CuPy cannot {stage} (RuntimeError: CUDA_ERROR_NOT_FOUND: library missing)"
+    fake = install(monkeypatch, FakeCupy())
+    monkeypatch.setattr(fake.module, "matmul", lambda a, b: a)
+    assert cupy_backend.probe().startswith("the GPU computed a wrong matmul in the probe: [[1.0, 2.0], [3.0, 4.0]]")
+    fake = install(monkeypatch, FakeCupy())
     assert cupy_backend.probe() is None
+    assert fake.calls["kernel"] == fake.calls["matmul"] == 1  # a kernel really ran, and cuBLAS
 
 
 def test_an_installed_cupy_without_a_gpu_is_left_out_and_explained(monkeypatch, capsys):
@@ -65,7 +78,7 @@ def test_an_installed_cupy_without_a_gpu_is_left_out_and_explained(monkeypatch, 
     assert xn.backends.resolve("auto") != "cupy"
     with pytest.raises(xn.errors.BackendUnavailableError) as info:
         xn.use("cupy")
-    assert "no usable CUDA GPU" in str(info.value) and "pip install 'xpnet[cuda12]'" in str(info.value)
+    assert "no usable CUDA GPU" in str(info.value) and "pip install 'xpnet[cuda13]'" in str(info.value)
     assert cli.main(["info"]) == 0
     line = next(row for row in capsys.readouterr().out.splitlines() if row.strip().startswith("cupy"))
     assert "no" in line and "no usable CUDA GPU" in line
@@ -105,6 +118,33 @@ def test_device_selection_and_mixing_devices(monkeypatch):
         xn.get_backend("cupy", device="1")
     with pytest.raises(xn.errors.ConfigError, match="graphs"):
         xn.get_backend("cupy", graphs="yes")
+
+
+def test_kernels_and_allocations_run_on_the_backends_gpu_whatever_is_current(monkeypatch, rng):
+    fake = install(monkeypatch, FakeCupy(n_devices=2))
+    on1 = xn.get_backend("cupy", device=1, graphs=False)
+    x = on1.asarray(rng.standard_normal((4, 3)))
+    fake.current = 0  # another backend, or the user, made GPU 0 current
+    for made in (on1.xp.zeros((2,), device=on1.device), on1.xp.arange(3, device=on1.device), on1.zeros_like(x),
+                 on1.activation(x, "tanh", 0.0), on1.matmul(x, on1.xp.matrix_transpose(x)),
+                 on1.dropout_mask(on1.rng(0), (2, 2), 0.5, x.dtype)):
+        assert made.device == on1.device
+    assert fake.current == 0  # entered and left, not switched for good
+    with pytest.raises(ValueError, match="current device"):  # the fake, as CuPy, launches on the current device
+        fake.module.matmul(x, x)
+
+
+def test_dropout_generators_are_built_once_per_layer_and_reseeded_in_place(gpu, fake_cupy):
+    X, y = xn.datasets.spirals(n=64, seed=0)
+    built = fake_cupy.calls["generator_built"]
+    net = xn.MLP([2, 8, 8, 2], dropout=0.2, backend=gpu, seed=0)  # two Dropout layers
+    assert fake_cupy.calls["generator_built"] == built + 2
+    first = net.fit(X, y, loss="softmax_ce", epochs=4, progress=False, seed=5).history["loss"]
+    assert fake_cupy.calls["generator_built"] == built + 2  # each epoch reseeds, builds nothing
+    again = xn.MLP([2, 8, 8, 2], dropout=0.2, backend=gpu, seed=0)
+    assert again.fit(X, y, loss="softmax_ce", epochs=4, progress=False, seed=5).history["loss"] == first
+    net.to("numpy")
+    assert isinstance(net.layers[1].rng, np.random.Generator)  # another backend's generator is not reused
 
 
 def test_host_arrays_move_once_and_other_libraries_arrays_are_refused(gpu):
@@ -192,6 +232,7 @@ def test_graph_kernels_match_the_base_kernels(gpu, fake_cupy, dtype, rng):
     params = [both(gpu, p0.copy(), dtype) for _ in range(2)]
     states = [[both(gpu, np.full((3, 4), 0.1), dtype) for _ in range(2)] for _ in range(2)]
     base.adam_update(params[1], g, *states[1], 0.01, 0.9, 0.999, 1e-8, 0.0, 3)
+    matmuls = fake_cupy.calls["matmul"]  # the probe made one
     with gpu.graph_kernels(xp.asarray(3.0, dtype=xp.float64, device=gpu.device)):
         products = [gpu.matmul(a, b), gpu.matmul(xp.matrix_transpose(a), c), gpu.matmul(c, xp.matrix_transpose(b))]
         gpu.adam_update(params[0], g, *states[0], 0.01, 0.9, 0.999, 1e-8, 0.0, 999)  # the host step is ignored
@@ -199,12 +240,12 @@ def test_graph_kernels_match_the_base_kernels(gpu, fake_cupy, dtype, rng):
         np.testing.assert_allclose(gpu.to_numpy(got), gpu.to_numpy(base.matmul(x, y)), **TOL[dtype])
     for got, want in zip((params[0], *states[0]), (params[1], *states[1])):
         np.testing.assert_allclose(gpu.to_numpy(got), gpu.to_numpy(want), **TOL[dtype])
-    assert fake_cupy.calls["matmul"] == 0  # no cupy.matmul (cuBLAS) inside a graph
+    assert fake_cupy.calls["matmul"] == matmuls  # no cupy.matmul (cuBLAS) inside a graph
 
 
 def test_dropout_mask_is_the_base_definition_on_the_devices_generator(gpu):
     mask = gpu.dropout_mask(gpu.rng(3), (40, 30), 0.3, gpu.dtype("float64"))
-    uniform = gpu.to_numpy(gpu.rng(3).random((40, 30), dtype=gpu.dtype("float64")))
+    uniform = gpu.to_numpy(gpu.rng(3).random_sample((40, 30), dtype=gpu.dtype("float64")))
     np.testing.assert_array_equal(gpu.to_numpy(mask), (uniform >= 0.3) / (1 - 0.3))
     assert gpu.dropout_mask(gpu.rng(3), (4, 3), 0.3, gpu.dtype("float32")).dtype == gpu.dtype("float32")
 
@@ -227,7 +268,7 @@ def test_shared_data_and_random_checks_pass_on_the_fake_gpu(gpu, rng):
     test_kernels.test_dropout_mask_is_inverted_and_seeded(gpu)
     test_kernels.test_one_hot_and_take_rows(gpu)
     mask = gpu.dropout_mask(gpu.rng(0), (4, 4), 0.5, gpu.dtype("float32"))
-    assert isinstance(gpu.rng(0), fakecupy.Generator) and mask.device == gpu.device  # drawn by CuPy's generator
+    assert isinstance(gpu.rng(0), fakecupy.RandomState) and mask.device == gpu.device  # drawn by CuPy's generator
 
 
 # ---- TF32 ----------------------------------------------------------------------------------------
@@ -237,11 +278,15 @@ def test_tf32_applies_to_float32_products_only_and_is_restored(fake_cupy, rng):
     tf32 = xn.get_backend("cupy", graphs=False, tf32=True)
     a32, b32 = (tf32.asarray(rng.standard_normal(s), dtype=tf32.dtype("float32")) for s in ((3, 4), (4, 2)))
     a64 = tf32.asarray(rng.standard_normal((3, 4)), dtype=tf32.dtype("float64"))
+    fake_cupy.matmul_compute_types.clear()
     plain.matmul(a32, b32)
     tf32.matmul(a32, b32)
     tf32.matmul(a64, a64.T)
-    assert fake_cupy.matmul_compute_types == [None, 7, None]  # CuPy's default, TF32, untouched float64
+    assert fake_cupy.matmul_compute_types == [1, 7, None]  # CuPy's default (full float32), TF32, untouched float64
     assert fake_cupy.compute_types == {"float32": 1}  # put back after the product
+    fake_cupy.compute_types["float32"] = 7  # what $CUPY_TF32=1 makes CuPy's process-wide setting
+    plain.matmul(a32, b32)
+    assert fake_cupy.matmul_compute_types[-1] == 1 and fake_cupy.compute_types == {"float32": 7}
 
 
 def test_tf32_on_an_older_gpu_warns_and_stays_off(monkeypatch):

@@ -52,6 +52,21 @@ def test_a_captured_graph_replays_the_plain_step(optimizer):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+def spirals_fit(backend, epochs=20):
+    """Weights after a float64 spirals fit (Adam, mini-batches, shuffled) on ``backend``."""
+    X, y = xn.datasets.spirals(n=300, seed=0)
+    net = xn.MLP([2, 16, 16, 2], activation="tanh", dtype="float64", backend=backend, seed=0)
+    net.fit(X, y, loss="softmax_ce", optimizer=xn.optim.Adam(0.01), epochs=epochs, batch_size=32, progress=False,
+            seed=1)
+    return net.get_weights()
+
+
+def test_a_20_epoch_spirals_fit_on_cupy_equals_numpy_in_float64():
+    """gpu_check.sh's proof that the GPU computes what NumPy computes: same weights to rtol 1e-9."""
+    for got, want in zip(spirals_fit(xn.get_backend("cupy")), spirals_fit("numpy")):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
 def test_the_xor_experiment_repeats_from_one_graph():
     X, y = xn.datasets.xor()
     graph, plain = graph_and_plain_steps([2, 2, 1], xn.optim.SGD(1.0), loss="mse", activation="sigmoid")

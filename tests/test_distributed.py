@@ -22,7 +22,7 @@ from xpnet import distributed
 from xpnet.steps import PlainStep
 
 import mpi_worker
-from fakecupy import fake_cupy  # noqa: F401 (fixture)
+from fakecupy import FakeCupy, install
 from fakempi import run_ranks
 
 TESTS = Path(__file__).resolve().parent
@@ -269,26 +269,36 @@ def test_the_cuda_aware_setting_can_be_forced(monkeypatch):
 
 
 class FakeNccl:
-    """cupy.cuda.nccl over thread ranks: allReduce finds arrays by the address device_pointer gave out."""
+    """cupy.cuda.nccl over thread ranks: allReduce finds arrays by the address device_pointer gave out.
+
+    As NCCL, it refuses two ranks of one communicator on the same GPU.
+    """
 
     NCCL_FLOAT32, NCCL_FLOAT64, NCCL_SUM = 7, 8, 0
     available = True
 
-    def __init__(self):
-        self.arrays, self.groups, self.calls, self.lock = {}, {}, [], threading.Lock()
+    def __init__(self, gpu):
+        self.gpu = gpu  # the FakeCupy: its current device, per thread, is the rank's GPU
+        self.arrays, self.groups, self.devices, self.calls, self.lock = {}, {}, {}, [], threading.Lock()
 
     def pointer(self, array):
         self.arrays[id(array)] = array
         return id(array)
 
     def get_unique_id(self):
-        return ("fake-nccl-id", len(self.groups))
+        return f"fake-nccl-id-{len(self.groups)}".encode()  # CuPy's unique id is bytes
 
     def NcclCommunicator(self, ndev, unique_id, rank):  # noqa: N802  (CuPy's name)
         from fakempi import ThreadGroup
 
         with self.lock:
             group = self.groups.setdefault(unique_id, ThreadGroup(ndev))
+            devices = self.devices.setdefault(unique_id, {})
+            if self.gpu.current in devices.values():
+                raise RuntimeError(f"NCCL_ERROR_INVALID_USAGE: Duplicate GPU detected: rank {rank} and rank "
+                                   f"{next(r for r, d in devices.items() if d == self.gpu.current)} both on "
+                                   f"device {self.gpu.current} (fake)")
+            devices[rank] = self.gpu.current
         fake = self
 
         class Communicator:
@@ -304,11 +314,17 @@ class FakeNccl:
 
 
 @pytest.fixture
+def fake_cupy(monkeypatch):
+    """A fake CuPy with two GPUs: NCCL needs one per rank."""
+    return install(monkeypatch, FakeCupy(n_devices=2))
+
+
+@pytest.fixture
 def nccl(fake_cupy, monkeypatch):
-    """The fake GPU with a fake NCCL, and a current stream with an address."""
+    """The fake GPUs with a fake NCCL, and a current stream with an address."""
     from xpnet.backends import cupy_backend
 
-    fake = FakeNccl()
+    fake = FakeNccl(fake_cupy)
     monkeypatch.setattr(fake_cupy.module.cuda, "nccl", fake, raising=False)
     monkeypatch.setitem(sys.modules, "cupy.cuda.nccl", fake)
     monkeypatch.setattr(cupy_backend, "device_pointer", fake.pointer)
@@ -346,12 +362,18 @@ def stream_with_address(fake_cupy, monkeypatch):
 
 
 class Doubling:
-    """A Communicator of two ranks whose partner always holds the same buffer: allreduce doubles it."""
+    """A Communicator of two ranks whose partner always holds the same buffer: allreduce doubles it.
+
+    The partner is on another machine, unless ``same_gpu``.
+    """
 
     rank, size = 0, 2
 
-    def __init__(self, cuda_aware=False):
-        self.cuda_aware, self.buffers = cuda_aware, []
+    def __init__(self, cuda_aware=False, same_gpu=False):
+        self.cuda_aware, self.same_gpu, self.buffers = cuda_aware, same_gpu, []
+
+    def allgather(self, value):
+        return [value, value if self.same_gpu else ("another-host", value[1])]
 
     def allreduce(self, buffer):
         self.buffers.append(buffer)
@@ -368,6 +390,7 @@ def test_gpu_transports_are_offered_best_first(fake_cupy, nccl, monkeypatch):
     gpu = xn.get_backend("cupy", graphs=False)
     assert gpu.transports(Doubling(cuda_aware=True)) == ["nccl", "cuda-aware-mpi", "mpi"]
     assert gpu.transports(Doubling()) == ["nccl", "mpi"]
+    assert gpu.transports(Doubling(cuda_aware=True, same_gpu=True)) == ["cuda-aware-mpi", "mpi"]  # NCCL would refuse
     monkeypatch.setattr(nccl, "available", False)
     assert gpu.transports(Doubling()) == ["mpi"]
     with pytest.raises(xn.errors.ConfigError, match="unknown transport 'nccl'"):
@@ -379,9 +402,14 @@ def test_gpu_transports_are_offered_best_first(fake_cupy, nccl, monkeypatch):
 def test_each_gpu_transport_sums_the_device_buffer(transport, fake_cupy, nccl, staging, stream_with_address):
     gpu = xn.get_backend("cupy", graphs=False)
     comm = Doubling(cuda_aware=True)
-    if transport == "nccl":  # NCCL's own sums: two thread ranks
+    if transport == "nccl":  # NCCL's own sums: two thread ranks, each on its own GPU
         flat = np.arange(5.0, dtype=np.float32)
-        results, _ = run_ranks(2, lambda c: gpu.to_numpy(gpu.allreducer(c, "nccl")(gpu.asarray(flat.copy()))))
+
+        def rank(c):
+            own = xn.get_backend("cupy", graphs=False, device=c.rank)
+            return own.to_numpy(own.allreducer(c, "nccl")(own.asarray(flat.copy())))
+
+        results, _ = run_ranks(2, rank)
         for summed in results:
             np.testing.assert_array_equal(summed, 2 * flat)
         assert {call[1:] for call in nccl.calls} == {(True, 5, FakeNccl.NCCL_FLOAT32, FakeNccl.NCCL_SUM, 0)}
@@ -402,12 +430,12 @@ def test_each_gpu_transport_sums_the_device_buffer(transport, fake_cupy, nccl, s
 @pytest.mark.parametrize("transport", ["nccl", "cuda-aware-mpi", "mpi"])
 def test_data_parallel_fit_on_the_fake_gpu_matches_one_process(transport, nccl, staging, stream_with_address,
                                                                monkeypatch):
-    gpu = xn.get_backend("cupy", graphs=False)
-    case = dict(CASE, backend=gpu, epochs=2)
+    gpus = [xn.get_backend("cupy", graphs=False, device=i) for i in range(2)]
+    case = dict(CASE, backend=gpus[0], epochs=2)
     want = mpi_worker.train(case)
 
     def rank(comm):
-        net = mpi_worker.build(case)
+        net = mpi_worker.build(dict(case, backend=gpus[comm.rank]))  # NCCL needs a GPU per rank
         dp = xn.distributed.DataParallel(net, comm=comm, transport=transport)
         assert dp.transport == transport
         X, y = mpi_worker.data(case)
@@ -416,7 +444,8 @@ def test_data_parallel_fit_on_the_fake_gpu_matches_one_process(transport, nccl, 
         return net.get_weights(), hist.history
 
     # The fake pool counts bytes by walking gc.get_objects(), which can meet another thread's half-built array.
-    monkeypatch.setattr(gpu, "memory_info", lambda: {})
+    for gpu in gpus:
+        monkeypatch.setattr(gpu, "memory_info", lambda: {})
     results, _ = run_ranks(2, rank, cuda_aware=True)
     for got in results:
         assert_same_run(got, want, TOL64)
@@ -480,10 +509,15 @@ def test_two_mpi_processes_on_gpus_match_one_process(tmp_path):
     reason = xn.backends.unavailable_reason("cupy")
     if reason is not None:
         pytest.skip(f"needs CuPy and a CUDA GPU: {reason}")
-    code, _, err = run_mpi(2, "equivalence-gpu", str(tmp_path / "gpu.npz"))
+    code, out, err = run_mpi(2, "equivalence-gpu", str(tmp_path / "gpu.npz"))
+    print(out)  # which transport each rank used, for gpu_check.sh's log
     assert code == 0, err[-3000:]
     weights, _ = mpi_worker.train(dict(CASE, backend="cupy"))
     with np.load(tmp_path / "gpu.npz") as got:
+        from xpnet.backends.cupy_backend import nccl_module
+
+        # NCCL exactly when each rank has a GPU of its own (two ranks on one GPU: NCCL refuses them).
+        assert (str(got["transport"]) == "nccl") == (int(got["gpus"]) >= 2 and nccl_module() is not None)
         assert str(got["transport"]) in ("nccl", "cuda-aware-mpi", "mpi")
         for i, w in enumerate(weights):
             np.testing.assert_allclose(got[f"w{i}"], w, **TOL64)
@@ -509,3 +543,19 @@ def test_mpi_ranks_that_disagree_are_told_so_and_go_on():
     assert out.count("rank(s) [1] differ from rank 0's") == 2
     assert out.count("the ranks disagree on the data or its order") == 2
     assert "rank 0 went on" in out and "rank 1 went on" in out
+
+
+def test_nccl_is_offered_only_when_every_rank_has_a_gpu_of_its_own(fake_cupy, nccl, stream_with_address):
+    """NCCL refuses two ranks on one GPU: thread ranks sharing GPU 0 fall back to MPI, ranks on GPUs 0 and 1 use it."""
+    def rank(comm, devices):
+        net = xn.MLP([2, 3, 1], backend=xn.get_backend("cupy", graphs=False, device=devices[comm.rank]), seed=0)
+        return xn.distributed.DataParallel(net, comm=comm).transport
+
+    shared, _ = run_ranks(2, lambda comm: rank(comm, [0, 0]), cuda_aware=True)
+    own, _ = run_ranks(2, lambda comm: rank(comm, [0, 1]), cuda_aware=True)
+    assert shared == ["cuda-aware-mpi"] * 2 and own == ["nccl"] * 2
+    fake_cupy.current = 0
+    nccl.NcclCommunicator(2, b"together", 0)
+    with pytest.raises(RuntimeError, match="Duplicate GPU"):
+        nccl.NcclCommunicator(2, b"together", 1)
+    assert isinstance(nccl.get_unique_id(), bytes)

@@ -1,13 +1,14 @@
 """The CUDA-graph training step, on the fake GPU.
 
-Stream capture itself needs a GPU (test_cupy_gpu.py). Here the decisions and
-the bookkeeping around it run for real: which nets get a graph, warm-up then
-capture per batch shape, input buffers, Adam's device step counter,
-recapture when parameters or settings change, and a clean fallback to the
-plain step when capture fails. ``capture_graph`` is replaced by a recorder
-that replays ``record()`` on each launch, which is what a CUDA graph of a
-step whose only lasting effects are on the device does.
+The fake records what a capture launches and replays that work on the same
+arrays, refusing what CuPy refuses during capture (cuBLAS, host copies and
+reads, synchronisation). So the decisions and bookkeeping run for real: which
+nets get a graph, warm-up then capture per batch shape, input buffers, Adam's
+device step counter, recapture when parameters or settings change, and a clean
+fallback to the plain step when capture fails. Real capture: test_cupy_gpu.py.
 """
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -15,21 +16,23 @@ import xpnet as xn
 from xpnet.steps import GraphStep
 from xpnet.steps import PlainStep
 
-from fakecupy import ReplayGraph, fake_cupy  # noqa: F401 (fixture)
+import test_training
+from fakecupy import fake_cupy  # noqa: F401 (fixture)
 
 
 @pytest.fixture
 def graphs(fake_cupy):
-    """The CuPy backend with graphs="auto" and a replaying capture; ``.captures`` lists each graph made."""
+    """The CuPy backend with graphs="auto"; ``.captures`` lists each graph captured."""
     backend = xn.get_backend("cupy", graphs="auto")
     backend.captures = []
+    capture = backend.capture_graph
 
-    def capture(record):
-        graph = ReplayGraph(record)
+    def counted(record):
+        graph, memory = capture(record)
         backend.captures.append(graph)
-        return graph, []
+        return graph, memory
 
-    backend.capture_graph = capture
+    backend.capture_graph = counted
     return backend
 
 
@@ -97,7 +100,7 @@ def test_repeat_launches_one_graph_and_the_gradients_stay_readable(graphs):
     assert len(graphs.captures) == 1 and graphs.captures[0].launches == 24
 
 
-def test_replaced_weights_or_a_new_learning_rate_recapture(graphs):
+def test_replaced_weights_recapture_and_a_new_learning_rate_does_not(graphs):
     X, y = data(16)
     net = xn.MLP([2, 8, 2], backend=graphs, seed=0)
     opt = xn.optim.SGD(0.1)
@@ -108,10 +111,10 @@ def test_replaced_weights_or_a_new_learning_rate_recapture(graphs):
     net.set_weights(net.get_weights())  # new arrays: the graph would update the old ones
     step(X, y)
     step(X, y)
-    opt.lr = 0.05  # baked into the captured update kernels
+    opt.lr = 0.05  # read from a device scalar by the captured update kernels
     step(X, y)
     step(X, y)
-    assert len(graphs.captures) == 3
+    assert len(graphs.captures) == 2
     ref = xn.MLP([2, 8, 2], backend=plain_fake_gpu(), seed=0)
     ref_opt = xn.optim.SGD(0.1)
     ref_step = ref.compile("softmax_ce", ref_opt)
@@ -148,17 +151,17 @@ def test_a_failed_capture_falls_back_to_the_plain_step_for_good(fake_cupy, graph
     assert step.optimizer.steps == 4
 
 
-def test_a_kernel_refused_during_capture_falls_back_cleanly(fake_cupy, graphs):
-    graphs.capture_graph = type(graphs).capture_graph.__get__(graphs)
-    fake_cupy.refuse_in_capture = True  # as CuPy refuses cuBLAS calls while a stream captures
+def test_a_call_refused_during_capture_falls_back_cleanly(fake_cupy, graphs, monkeypatch):
+    # Without graph_kernels, products go to cuBLAS, which CuPy refuses while a stream captures.
+    monkeypatch.setattr(type(graphs), "graph_kernels", lambda self, counter: contextlib.nullcontext())
     forced = xn.get_backend("cupy", graphs=True)
-    forced.capture_graph = graphs.capture_graph
     X, y = data(16)
     net = xn.MLP([2, 8, 2], backend=graphs, seed=0)
     step = net.compile("softmax_ce", "sgd")
     step(X, y)
     step(X, y)
-    assert "NotImplementedError" in repr(step) and fake_cupy.calls["end_capture"] == 1  # capture mode was left
+    assert "RuntimeError: a cuBLAS call (matmul) is not allowed while the stream is capturing" in repr(step)
+    assert fake_cupy.calls["end_capture"] == 1 and not fake_cupy.capturing  # capture mode was left
     ref_step = xn.MLP([2, 8, 2], backend=plain_fake_gpu(), seed=0).compile("softmax_ce", "sgd")
     assert step(X, y) == pytest.approx([ref_step(X, y) for _ in range(3)][-1], rel=1e-5)
     forced_step = xn.MLP([2, 8, 2], backend=forced, seed=0).compile("softmax_ce", "sgd")
@@ -186,3 +189,66 @@ def test_capture_uses_a_non_blocking_stream_and_keeps_every_block(fake_cupy, gra
     with pytest.raises(RuntimeError, match="while the stream is capturing"):
         type(backend).capture_graph(backend, broken)
     assert fake_cupy.calls["end_capture"] == 2 and fake_cupy.allocator is None and not fake_cupy.capturing
+
+
+def test_a_launch_replays_the_captured_work_without_running_its_python(fake_cupy, graphs):
+    x = graphs.asarray(np.arange(3.0))
+    runs = []
+
+    def record():
+        runs.append("python")
+        x[...] = graphs.activation(x * 2.0, "identity", 0.0) + graphs.activation(x, "relu", 0.0)  # ops and a kernel
+
+    graph, _ = graphs.capture_graph(record)
+    for _ in range(2):
+        graphs.launch_graph(graph)
+    assert runs == ["python"] and graph.launches == 2
+    np.testing.assert_array_equal(graphs.to_numpy(x), np.arange(3.0) * 9)  # tripled by each launch; capture runs nothing
+
+
+@pytest.mark.parametrize("refused", ["cuBLAS call", "device-to-host copy", "host-to-device copy", "reading an array",
+                                     "synchronising", "boolean-mask"])
+def test_capture_refuses_what_cuda_refuses_while_a_stream_captures(fake_cupy, graphs, refused):
+    x = graphs.asarray(np.ones((2, 2)))
+    calls = {"cuBLAS call": lambda: fake_cupy.module.matmul(x, x),
+             "device-to-host copy": lambda: graphs.to_numpy(x),
+             "host-to-device copy": lambda: graphs.asarray(np.ones(2)),
+             "reading an array": lambda: float(x[0, 0]),
+             "synchronising": graphs.synchronize,
+             "boolean-mask": lambda: graphs.xp.clip(x, 0.0, 0.5)}
+    with pytest.raises(RuntimeError, match=f"{refused}.* is not allowed while the stream is capturing"):
+        graphs.capture_graph(calls[refused])
+    assert not fake_cupy.capturing
+    calls[refused]()  # outside a capture, all of them run
+
+
+def test_bce_nets_run_from_a_graph(graphs):
+    X, y = xn.datasets.xor()
+    net = xn.MLP([2, 4, 1], output_activation="sigmoid", backend=graphs, seed=0)
+    step = net.compile("bce", xn.optim.SGD(0.5))
+    ref = xn.MLP([2, 4, 1], output_activation="sigmoid", backend=plain_fake_gpu(), seed=0).compile("bce", xn.optim.SGD(0.5))
+    np.testing.assert_allclose([step(X, y) for _ in range(4)], [ref(X, y) for _ in range(4)], rtol=1e-5)
+    assert step.failure is None and "1 graph(s) captured" in repr(step)
+
+
+def test_the_training_suites_step_test_passes_on_a_graph_step(graphs):
+    test_training.test_step_call_returns_the_loss_before_its_update(graphs)
+
+
+def test_a_float64_spirals_fit_from_graphs_equals_numpys(graphs):
+    """test_cupy_gpu.py's (and gpu_check.sh's) check, shortened, with the fake's captured graphs replayed."""
+    import test_cupy_gpu
+
+    for got, want in zip(test_cupy_gpu.spirals_fit(graphs, epochs=5), test_cupy_gpu.spirals_fit("numpy", epochs=5)):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+    assert len(graphs.captures) == 2 and sum(g.launches for g in graphs.captures) == 5 * 10 - 2
+
+
+def test_the_collector_runs_before_a_capture_not_during_it(fake_cupy, graphs, monkeypatch):
+    """An old graph freed by the garbage collector in the middle of a capture would break it."""
+    from xpnet.backends import cupy_backend
+
+    order = []
+    monkeypatch.setattr(cupy_backend.gc, "collect", lambda: order.append(("collect", fake_cupy.capturing)))
+    graphs.capture_graph(lambda: order.append(("record", fake_cupy.capturing)))
+    assert order == [("collect", False), ("record", True)]

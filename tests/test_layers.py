@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import xpnet as xn
-from xpnet.gradients import relative_error
 
 from fakecupy import fake_cupy  # noqa: F401 (fixture)
 
@@ -86,13 +85,20 @@ def test_a_users_layer_moves_between_backends(backend):
     np.testing.assert_allclose(net.predict(X), expected, rtol=1e-12)
 
 
-def test_a_users_layer_on_the_fake_gpu(fake_cupy):
+def test_a_users_layer_on_the_fake_gpu(fake_cupy, tmp_path):
     X, y = blobs(20)
-    ref, gpu = scaled_net("numpy", dtype="float64"), scaled_net(xn.get_backend("cupy", graphs=False), dtype="float64")
+    gpu_backend = xn.get_backend("cupy", graphs=False)
+    ref, gpu = scaled_net("numpy", dtype="float64"), scaled_net(gpu_backend, dtype="float64")
+    assert max(xn.gradcheck(gpu, "softmax_ce", X[:4], y[:4]).values()) < 1e-6
     for net in (ref, gpu):
         net.fit(X, y, loss="softmax_ce", optimizer="adam", epochs=3, batch_size=10, progress=False)
     for a, b in zip(gpu.get_weights(), ref.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-9)
+    gpu.save(tmp_path / "gpu.npz")
+    np.testing.assert_allclose(xn.load(tmp_path / "gpu.npz", backend="numpy").predict(X), ref.predict(X), rtol=1e-9)
+    for got, want in zip(xn.trace(gpu, "softmax_ce", X[:2], y[:2]).gradients(),
+                         xn.trace(ref, "softmax_ce", X[:2], y[:2]).gradients()):
+        np.testing.assert_allclose(got, want, rtol=1e-9)
 
 
 def test_unregistered_layers_cannot_be_saved_and_unknown_names_cannot_be_loaded(tmp_path):
@@ -261,3 +267,53 @@ def test_the_graph_step_runs_any_deterministic_network(fake_cupy):
                        (xn.MLP([2, 8, 2], dropout=0.2, backend=backend), False)):
         step = net.compile("softmax_ce", "sgd")
         assert repr(step).startswith("<CUDA-graph step" if graph else "<plain layer-by-layer step (no CUDA graph")
+
+
+# ---- buffers: saved, moved and resumed with the parameters, never trained -------------------------------------
+
+@xn.layers.register
+class Center(xn.layers.Layer):
+    """y = x − m, m a running mean of the training batches (a buffer, as BatchNorm's statistics)."""
+
+    buffer_names = ("mean",)
+
+    def build(self, input_shape, rng):
+        self.add_buffer("mean", np.zeros(input_shape))
+        return input_shape
+
+    def forward(self, x, training=False):
+        if training:
+            mean = self.buffers["mean"]
+            mean[...] = 0.9 * mean + 0.1 * self.xp.mean(x, axis=0)
+        return x - self.buffers["mean"], lambda grad_y, need_grad_x=True: grad_y
+
+
+def centered_net(backend="numpy"):
+    xn.layers.register(Center)
+    return xn.Sequential([Center(), xn.layers.Dense(6, activation="tanh"), xn.layers.Dense(3)], input_shape=(4,),
+                         backend=backend, dtype="float64", seed=0)
+
+
+def test_buffers_are_saved_loaded_moved_and_resumed_but_not_trained(backend, tmp_path):
+    X, y = blobs(40)
+    net = centered_net(backend)
+    assert net.buffer_names() == ["0.mean"] and net.param_names() == ["1.W", "1.b", "2.W", "2.b"]
+    net.fit(X, y, loss="softmax_ce", optimizer="adam", epochs=2, batch_size=10, progress=False,
+            checkpoint=tmp_path / "run")
+    mean = backend.to_numpy(net.buffers()[0])
+    assert np.abs(mean).max() > 0.1  # the buffer followed the batches
+    net.save(tmp_path / "c.npz")
+    loaded = xn.load(tmp_path / "c.npz", backend="numpy")
+    np.testing.assert_array_equal(loaded.buffers()[0], mean)
+    np.testing.assert_allclose(loaded.predict(X), net.predict(X), rtol=1e-12)
+    loaded.to(backend)
+    assert backend.is_native(loaded.buffers()[0])
+    np.testing.assert_array_equal(backend.to_numpy(loaded.buffers()[0]), mean)
+    straight = centered_net(backend)
+    straight.fit(X, y, loss="softmax_ce", optimizer="adam", epochs=4, batch_size=10, progress=False)
+    resumed = centered_net(backend)
+    resumed.fit(X, y, loss="softmax_ce", optimizer="adam", epochs=4, batch_size=10, progress=False,
+                resume=tmp_path / "run")
+    for a, b in zip(resumed.get_weights() + [backend.to_numpy(resumed.buffers()[0])],
+                    straight.get_weights() + [backend.to_numpy(straight.buffers()[0])]):
+        np.testing.assert_array_equal(a, b)

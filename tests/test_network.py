@@ -30,7 +30,7 @@ def test_float32_stays_float32_end_to_end(backend, rng):
 
 
 def test_initialisers(rng):
-    big = lambda init, act="tanh": xn.MLP([400, 300, 1], activation=act, init=init, seed=0).get_weights()[0]
+    big = lambda init, act="tanh": xn.MLP([400, 300, 1], activation=act, init=init, seed=0).get_weights()[0]  # noqa: E731
     assert abs(big("he").std() - np.sqrt(2 / 400)) < 0.002
     assert abs(big("xavier").std() - np.sqrt(2 / 700)) < 0.002
     assert abs(big("auto", "relu").std() - np.sqrt(2 / 400)) < 0.002

@@ -9,7 +9,7 @@ import pytest
 
 special = pytest.importorskip("scipy.special", reason="SciPy gives the reference values (pip install scipy)")
 
-import xpnet as xn
+import xpnet as xn  # noqa: E402 (after the importorskip)
 
 # Rows mixing the extremes: |z| up to 1e4, where e^z overflows even float64.
 Z = np.array([[-1e4, -1e3, -100.0, -20.0, -1.0, 0.0],

@@ -15,12 +15,12 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 import xpnet as xn  # noqa: E402
 from xpnet.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
-SMALL = {"hidden_layer_sizes": (16,), "learning_rate_init": 0.01, "max_iter": 50}
 
 
-# check_estimator's checks, one pytest test each (parametrize_with_checks is its pytest form).
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # max_iter=50 keeps them quick
-@parametrize_with_checks([MLPClassifier(**SMALL), MLPRegressor(**SMALL)])
+# check_estimator's checks, one pytest test each (parametrize_with_checks is its pytest form), at the defaults
+# but max_iter=50, which scikit-learn's own MLPs pass: the same settings must learn as much per iteration.
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@parametrize_with_checks([MLPClassifier(max_iter=50), MLPRegressor(max_iter=50)])
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -65,7 +65,7 @@ def test_tol_stops_early_and_max_iter_warns():
 
 def test_early_stopping_keeps_the_best_validation_weights():
     X, y = moons(400)
-    clf = MLPClassifier(hidden_layer_sizes=(32,), learning_rate_init=0.02, early_stopping=True,
+    clf = MLPClassifier(hidden_layer_sizes=(32, 32), learning_rate_init=0.02, early_stopping=True,
                         validation_fraction=0.2, n_iter_no_change=5, max_iter=300, random_state=0).fit(X, y)
     assert clf.best_loss_ is None and len(clf.validation_scores_) == clf.n_iter_ < 300
     assert clf.best_validation_score_ == max(clf.validation_scores_)
@@ -181,3 +181,65 @@ def test_verbose_prints_each_iteration(capsys):
         MLPRegressor(hidden_layer_sizes=(4,), max_iter=3, verbose=True, random_state=0).fit(X, y.astype(float))
     out = capsys.readouterr().out
     assert [line.split(",")[0] for line in out.splitlines()] == ["Iteration 1", "Iteration 2", "Iteration 3"]
+
+
+@pytest.mark.parametrize("make, predict", [
+    (lambda: MLPClassifier(hidden_layer_sizes=(8,), max_iter=30, random_state=0), "predict_proba"),
+    (lambda: MLPRegressor(hidden_layer_sizes=(8,), solver="sgd", max_iter=30, random_state=0), "predict"),
+], ids=["classifier", "regressor"])
+def test_sample_weight_trains_as_repeated_rows_would(make, predict):
+    X, y = moons(40)
+    weights = np.random.default_rng(0).integers(0, 4, size=len(X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        weighted = make().fit(X, y, sample_weight=weights)  # 40 rows ≤ 200: one full batch, as the repeated ones
+        repeated = make().fit(np.repeat(X, weights, axis=0), np.repeat(y, weights))
+        unweighted = make().fit(X, y)
+    assert weighted.n_iter_ == repeated.n_iter_
+    np.testing.assert_allclose(getattr(weighted, predict)(X), getattr(repeated, predict)(X), rtol=1e-7, atol=1e-9)
+    assert not np.allclose(getattr(weighted, predict)(X), getattr(unweighted, predict)(X))
+    with pytest.raises(ValueError, match="non-zero"):
+        make().fit(X, y, sample_weight=np.zeros(len(X)))
+
+
+def test_predict_log_proba_is_the_log_of_predict_proba_and_stays_finite():
+    X, y = moons(100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=20, random_state=0).fit(X, y)
+    np.testing.assert_allclose(clf.predict_log_proba(X), np.log(clf.predict_proba(X)), rtol=1e-10)
+    far = X * 1e6  # probabilities round to 0 and 1 there
+    assert np.all(np.isfinite(clf.predict_log_proba(far)))
+
+
+def test_invscaling_and_adaptive_learning_rates_follow_scikit_learn():
+    X, y = moons(100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        inv = MLPClassifier(hidden_layer_sizes=(8,), solver="sgd", learning_rate="invscaling", power_t=0.5,
+                            learning_rate_init=0.1, max_iter=7, random_state=0).fit(X, y)
+        assert inv._optimizer.lr == pytest.approx(0.1 / (inv.t_ + 1) ** 0.5) and inv.t_ == 700
+        # tol so large that no epoch counts as an improvement: 'constant' stops, 'adaptive' divides the rate by 5
+        options = dict(hidden_layer_sizes=(8,), solver="sgd", learning_rate_init=0.1, tol=10.0, n_iter_no_change=2,
+                       max_iter=12, random_state=0)
+        constant = MLPClassifier(learning_rate="constant", **options).fit(X, y)
+        adaptive = MLPClassifier(learning_rate="adaptive", **options).fit(X, y)
+    assert constant.n_iter_ == 4 and constant._optimizer.lr == 0.1
+    assert adaptive.n_iter_ == 12 and adaptive._optimizer.lr == pytest.approx(0.1 / 5**3)
+    with pytest.raises(ValueError, match="Did you mean 'adaptive'"):
+        MLPClassifier(learning_rate="adaptiv").fit(X, y)
+
+
+def test_a_backend_object_survives_clone_pickle_and_grid_search():
+    from sklearn.base import clone
+
+    backend = xn.get_backend("numpy")
+    X, y = moons(60)
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0, backend=backend)
+    assert clone(clf).backend is backend and pickle.loads(pickle.dumps(clf)).backend is backend
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        grid = GridSearchCV(clf, {"hidden_layer_sizes": [(2,), (4,)]}, cv=2).fit(X, y)
+        fitted = pickle.loads(pickle.dumps(grid.best_estimator_))
+    assert fitted.net_.backend is backend
+    np.testing.assert_array_equal(fitted.predict(X), grid.best_estimator_.predict(X))

@@ -73,12 +73,12 @@ def test_history_fields(backend):
     X, y = xn.datasets.circles(n=100, seed=0)
     hist = xn.MLP([2, 8, 2], backend=backend).fit(X, y, loss="softmax_ce", epochs=3, validation_split=0.2,
                                                   progress=False)
-    assert set(hist.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "samples_per_sec"}
+    assert set(hist.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "samples_per_sec"}
     assert all(len(v) == 3 for v in hist.history.values()) and hist.epochs == 3
     assert all(0 <= a <= 1 for a in hist.history["val_accuracy"])
     assert all(s > 0 for s in hist.history["samples_per_sec"])
     mse_hist = xn.MLP([2, 4, 1]).fit(X, y, loss="mse", epochs=2, progress=False)
-    assert set(mse_hist.history) == {"loss", "samples_per_sec"}
+    assert set(mse_hist.history) == {"loss", "lr", "samples_per_sec"}
 
 
 def test_early_stopping_restores_the_best_weights():
@@ -146,6 +146,6 @@ def test_step_call_returns_the_loss_before_its_update(backend):
     net = xor_net(backend)
     before = net.evaluate(X, y, "mse")["loss"]
     step = net.compile("mse", xn.optim.SGD(1.0))
-    assert ("numba fused" if backend.name == "numba" else "plain layer-by-layer") in repr(step)
+    assert {"numba": "numba fused", "cupy": "CUDA-graph step"}.get(backend.name, "plain layer-by-layer") in repr(step)
     assert math.isclose(step(X, y), before, rel_tol=1e-6)
     assert net.evaluate(X, y, "mse")["loss"] < before

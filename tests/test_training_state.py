@@ -96,8 +96,8 @@ class InterruptAt(xn.optim.Adam):
         super().__init__(lr)
         self.at = at
 
-    def update(self, backend, param, grad, m, v):
-        super().update(backend, param, grad, m, v)
+    def update(self, backend, param, grad, lr, m, v):
+        super().update(backend, param, grad, lr, m, v)
         if self.steps == self.at and param.shape == (12,):  # some parameters updated, others not yet
             raise KeyboardInterrupt
 
@@ -120,8 +120,8 @@ import xpnet as xn
 
 class Beacon(xn.optim.SGD):
     '''SGD that tells the parent, once, that training is well under way.'''
-    def step(self, backend, params, grads):
-        super().step(backend, params, grads)
+    def step(self, backend, params, grads, lr=None):
+        super().step(backend, params, grads, lr=lr)
         if self.steps == 150:
             print("training", flush=True)
 

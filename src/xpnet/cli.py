@@ -12,12 +12,12 @@ import sys
 
 import numpy as np
 
-from . import __version__, backends, checkpoint, datasets, errors
+from . import __version__, backends, checkpoint, datasets, errors, network
 
 DATASETS = ("spirals", "circles", "moons", "xor", "digits", "mnist")
 LOSS_NAMES = ("mse", "bce", "bce_logits", "softmax_ce")
 OPTIONAL = {"numba": "numba", "scipy": "scipy", "matplotlib": "matplotlib", "scikit-learn": "scikit-learn",
-            "torch": "torch", "array-api-strict": "array-api-strict", "cupy": ("cupy-cuda12x", "cupy-cuda13x"),
+            "torch": "torch", "array-api-strict": "array-api-strict", "cupy": ("cupy-cuda13x", "cupy-cuda12x"),
             "mpi4py": "mpi4py"}
 
 
@@ -259,6 +259,17 @@ def cmd_explain(args):
     return 0
 
 
+def cmd_export(args):
+    network.load(args.model, backend="numpy").export_onnx(args.out)
+    print(f"wrote {args.out} (ONNX, inference mode, batch axis symbolic)")
+
+
+def cmd_convert(args):
+    config, arrays, extra = checkpoint.load(args.model)
+    checkpoint.save(args.out, config, arrays, extra=extra)
+    print(f"wrote {args.out}")
+
+
 def cmd_race(args):
     from . import race
 
@@ -364,6 +375,16 @@ def build_parser():
     explain.add_argument("--model", default="mlp", choices=("mlp", "lenet"),
                          help="mlp (default, sized by --layers) or lenet on one digit image")
     explain.set_defaults(func=cmd_explain)
+
+    export = sub.add_parser("export", help="write a saved model as ONNX (needs pip install 'xpnet[onnx]')")
+    export.add_argument("model", help="a saved model (.npz or .safetensors)")
+    export.add_argument("out", help="the ONNX file to write, e.g. model.onnx")
+    export.set_defaults(func=cmd_export)
+
+    convert = sub.add_parser("convert", help="rewrite a saved model in another format (.npz, .safetensors)")
+    convert.add_argument("model", help="a saved model (.npz or .safetensors)")
+    convert.add_argument("out", help="the file to write; its suffix picks the format")
+    convert.set_defaults(func=cmd_convert)
 
     race = sub.add_parser("race", help="SGD, momentum, RMSProp and Adam on Rosenbrock and a saddle",
                           description="Run xpnet's optimisers on 2-parameter surfaces from one start point.")

@@ -256,13 +256,19 @@ class DataParallel:
             raise ConfigError("the step trains another network than this DataParallel's")
         return DistributedStep(step, self)
 
-    def compile(self, loss, optimizer, **options):
-        """``net.compile(loss, optimizer, **options)``, data-parallel."""
-        return self.wrap(self.net.compile(loss, optimizer, **options))
+    def compile(self, loss, optimizer, gradient="backprop", max_norm=None, clip_norm=None):
+        """``net.compile(...)``, data-parallel."""
+        return self.wrap(self.net.compile(loss, optimizer, gradient=gradient, max_norm=max_norm, clip_norm=clip_norm))
 
-    def fit(self, X, y, **kwargs):
-        """``net.fit(X, y, distributed=self, **kwargs)``: every rank passes the same X, y and seed."""
-        return self.net.fit(X, y, distributed=self, **kwargs)
+    def fit(self, X, y, loss="mse", optimizer="sgd", epochs=1, batch_size="auto", *, validation_data=None,
+            validation_split=0.0, shuffle=True, early_stopping=None, callbacks=None, max_norm=None, clip_norm=None,
+            gradient="backprop", progress=True, seed=0, checkpoint=None, every=1, resume=None):
+        """``net.fit(X, y, ..., distributed=self)``: every rank passes the same X, y and seed."""
+        return self.net.fit(X, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
+                            validation_data=validation_data, validation_split=validation_split, shuffle=shuffle,
+                            early_stopping=early_stopping, callbacks=callbacks, max_norm=max_norm,
+                            clip_norm=clip_norm, gradient=gradient, progress=progress, seed=seed,
+                            checkpoint=checkpoint, every=every, resume=resume, distributed=self)
 
 
 def data_parallel(net, distributed):

@@ -1,5 +1,8 @@
 """Gradients two ways: backprop, and finite differences (the articles' slow method); gradcheck compares them."""
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -7,14 +10,18 @@ from . import losses
 from .errors import ConfigError, lookup
 from .validation import prepare
 
+if TYPE_CHECKING:
+    from .network import Sequential
 
-def backprop(net, loss, X, y):
+
+def backprop(net: Sequential, loss: str | losses.Loss, X: Any, y: Any) -> list[np.ndarray]:
     """∂C/∂θ by backpropagation, as NumPy arrays in the order of ``net.get_weights()``.
 
-    >>> import xpnet as xn
-    >>> X, y = xn.datasets.xor()
-    >>> [g.shape for g in xn.backprop(xn.MLP([2, 2, 1]), "mse", X, y)]
-    [(2, 2), (2,), (2, 1), (1,)]
+    Examples:
+        >>> import xpnet as xn
+        >>> X, y = xn.datasets.xor()
+        >>> [g.shape for g in xn.backprop(xn.MLP([2, 2, 1]), "mse", X, y)]
+        [(2, 2), (2,), (2, 1), (1,)]
     """
     loss = losses.get(loss)
     X, T = prepare(net, loss, X, y)
@@ -58,7 +65,8 @@ def check_options(gradient, eps, method):
         raise ConfigError(f"eps must be a positive number, got {eps!r}")
 
 
-def finite_difference(net, loss, X, y, eps=1e-3, method="central"):
+def finite_difference(net: Sequential, loss: str | losses.Loss, X: Any, y: Any, eps: float = 1e-3,
+                      method: str = "central") -> list[np.ndarray]:
     """∂C/∂θ by finite differences, as NumPy arrays in the order of ``net.get_weights()``."""
     check_options("finite_difference", eps, method)
     loss = losses.get(loss)
@@ -73,7 +81,8 @@ def relative_error(a, b):
     return float(np.max(np.abs(a - b), initial=0.0)) / scale
 
 
-def gradcheck(net, loss, X, y, eps=1e-6, method="central"):
+def gradcheck(net: Sequential, loss: str | losses.Loss, X: Any, y: Any, eps: float = 1e-6,
+              method: str = "central") -> dict[str, float]:
     """Backprop against central finite differences, in float64 on a copy of ``net``.
 
     Returns {"W1": error, "b1": error, ...}, each the ``relative_error`` of that array.

@@ -13,7 +13,7 @@ from .errors import ConfigError, lookup
 class Initializer:
     """Draws W from ``sample`` and sets b to zero."""
 
-    name = None
+    name: str | None = None
 
     def __call__(self, rng, fan_in, fan_out):
         return self.sample(rng, fan_in, fan_out), np.zeros(fan_out)
@@ -94,7 +94,34 @@ class Uniform(Initializer):
         return f"Uniform({self.low}, {self.high})"
 
 
-INITIALIZERS = {c.name: c for c in (He, HeUniform, Xavier, XavierUniform, Zeros)}
+class GlorotBias(Initializer):
+    """W and b uniform in ±√(factor/(fan_in + fan_out)): scikit-learn's MLP initialisation (factor 6, or 2 for
+    logistic units), biases included.
+
+    >>> W, b = GlorotBias()(np.random.default_rng(0), 3, 2)
+    >>> bool(abs(b).max() <= np.sqrt(6 / 5))
+    True
+    """
+
+    name = "glorot_bias"
+
+    def __init__(self, factor=6.0):
+        if not (isinstance(factor, (int, float)) and factor > 0):
+            raise ConfigError(f"GlorotBias factor must be a positive number, got {factor!r}")
+        self.factor = float(factor)
+
+    def __call__(self, rng, fan_in, fan_out):
+        bound = np.sqrt(self.factor / (fan_in + fan_out))
+        return rng.uniform(-bound, bound, (fan_in, fan_out)), rng.uniform(-bound, bound, fan_out)
+
+    def config(self):
+        return {"glorot_bias": self.factor}
+
+    def __repr__(self):
+        return f"GlorotBias({self.factor})"
+
+
+INITIALIZERS = {c.name: c for c in (He, HeUniform, Xavier, XavierUniform, Zeros, GlorotBias)}
 
 
 def get(init, activation="identity"):
@@ -105,4 +132,6 @@ def get(init, activation="identity"):
         init = "he" if activation in kernels.RELU_FAMILY else "xavier"
     if isinstance(init, dict) and list(init) == ["uniform"]:
         return Uniform(*init["uniform"])
+    if isinstance(init, dict) and list(init) == ["glorot_bias"]:
+        return GlorotBias(init["glorot_bias"])
     return lookup("initializer", init, INITIALIZERS)()

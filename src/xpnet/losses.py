@@ -14,7 +14,8 @@ from .errors import ConfigError, DataError, ShapeError, lookup
 class Loss:
     """Base class; ``kernel`` names the backend kernel, ``classifier`` says whether accuracy applies."""
 
-    name = kernel = None
+    name: str | None = None
+    kernel: str | None = None
     classifier = False
 
     def prepare(self, y, n_outputs):
@@ -111,10 +112,64 @@ class SoftmaxCrossEntropy(Loss):
         return exp / exp.sum(axis=1, keepdims=True)
 
 
+class Weighted(Loss):
+    """``base`` averaged over the samples with a weight each: Σ wᵢ Cᵢ / Σ wᵢ per batch (MSE and softmax_ce).
+
+    Targets carry the weights as one more, last column after the base loss's
+    prepared targets; integer weights train as repeated rows would, batch for batch.
+    """
+
+    def __init__(self, base):
+        self.base = get(base)
+        if self.base.kernel not in ("mse", "softmax_ce"):
+            raise ConfigError(f"sample weights work with the mse and softmax_ce losses, got {self.base.name}")
+        self.name, self.kernel, self.classifier = f"weighted {self.base.name}", None, self.base.classifier
+
+    def prepare(self, y, n_outputs):
+        y = np.asarray(y, dtype=np.float64)
+        if y.ndim != 2 or y.shape[1] != n_outputs + 1:
+            raise ShapeError(f"weighted targets must have shape (n, {n_outputs + 1}): the targets, then the "
+                             f"weight, got {y.shape}")
+        weights = y[:, -1]
+        if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+            raise DataError(f"sample weights must be finite and ≥ 0, got values in [{weights.min()}, {weights.max()}]")
+        return y
+
+    def _per_sample(self, backend, pred, target):
+        """Each sample's loss, shape (n, 1)."""
+        xp = backend.xp
+        if self.base.kernel == "mse":
+            return xp.mean((pred - target) ** 2, axis=1, keepdims=True)
+        return backend.logsumexp(pred) - xp.sum(target * pred, axis=1, keepdims=True)
+
+    def __call__(self, backend, pred, target):
+        target, weights = target[:, :-1], target[:, -1:]
+        _, grad = self.base(backend, pred, target)  # ∂(mean)/∂pred: each row's own gradient over n
+        total = backend.xp.sum(weights)
+        value = backend.xp.sum(weights * self._per_sample(backend, pred, target)) / total
+        return value, grad * (weights * (pred.shape[0] / total))
+
+    def value(self, backend, pred, target):
+        weights = target[:, -1:]
+        return backend.xp.sum(weights * self._per_sample(backend, pred, target[:, :-1])) / backend.xp.sum(weights)
+
+    def correct(self, backend, pred, target):
+        return self.base.correct(backend, pred, target[:, :-1])
+
+    def probabilities(self, outputs):
+        return self.base.probabilities(outputs)
+
+    def config(self):
+        return {"weighted": self.base.config()}
+
+    def __repr__(self):
+        return f"Weighted({self.base!r})"
+
+
 LOSSES = {"mse": MSE, "bce": BCE, "bce_logits": lambda: BCE(from_logits=True),
           "softmax_ce": SoftmaxCrossEntropy}
 
 
-def get(loss):
+def get(loss: str | Loss) -> Loss:
     """A Loss from a name (``"mse" "bce" "bce_logits" "softmax_ce"``) or an instance."""
     return loss if isinstance(loss, Loss) else lookup("loss", loss, LOSSES)()

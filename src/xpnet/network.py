@@ -217,11 +217,17 @@ class Sequential:
         return steps.compile(self, losses.get(loss), optim.get(optimizer), gradient=gradient,
                              max_norm=max_norm, clip_norm=clip_norm, eps=eps, method=method)
 
-    def fit(self, X, y, loss="mse", optimizer="sgd", epochs=1, batch_size="auto", **kwargs):
-        """Train; returns a History. See ``xpnet.training.fit`` for every argument."""
+    def fit(self, X, y, loss="mse", optimizer="sgd", epochs=1, batch_size="auto", *, validation_data=None,
+            validation_split=0.0, shuffle=True, early_stopping=None, callbacks=None, max_norm=None, clip_norm=None,
+            gradient="backprop", progress=True, seed=0, checkpoint=None, every=1, resume=None, distributed=False):
+        """Train; returns a History. ``xpnet.training.fit`` says what each argument does."""
         from .training import fit
 
-        return fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size, **kwargs)
+        return fit(self, X, y, loss=loss, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
+                   validation_data=validation_data, validation_split=validation_split, shuffle=shuffle,
+                   early_stopping=early_stopping, callbacks=callbacks, max_norm=max_norm, clip_norm=clip_norm,
+                   gradient=gradient, progress=progress, seed=seed, checkpoint=checkpoint, every=every, resume=resume,
+                   distributed=distributed)
 
     # ---- checkpoints -----------------------------------------------------------------
 
@@ -236,6 +242,18 @@ class Sequential:
         loss and the input scaling there); ``xpnet.checkpoint.load`` returns it.
         """
         checkpoint.save(path, self.config(), self.state(), extra=extra)
+
+    def to_torch(self):
+        """The twin torch.nn.Sequential, with these weights (needs PyTorch: ``pip install 'xpnet[torch]'``)."""
+        from . import pytorch  # pytorch builds networks: imported here, not at the top, to break the cycle
+
+        return pytorch.to_torch(self)
+
+    def export_onnx(self, path):
+        """Write this network as an ONNX model for inference, batch axis symbolic (``pip install 'xpnet[onnx]'``)."""
+        from . import onnx_export  # optional: imports onnx only when asked
+
+        onnx_export.export_onnx(self, path)
 
     def summary(self):
         """A table as Keras prints it: each layer, its output shape (None: the batch) and its parameter count."""
@@ -397,7 +415,7 @@ class _ShapeOnlyRng:
     def random(self, size=None, dtype=None):
         return self._zeros(size)
 
-    def integers(self, *args, **kwargs):
+    def integers(self, low, high=None, size=None, dtype=None, endpoint=False):
         return 0
 
 

@@ -11,8 +11,14 @@ pass ``sklearn.utils.estimator_checks``, and work in ``Pipeline`` and
 >>> clf.fit(X, y).score(X, y) > 0.95
 True
 
+Like scikit-learn's, an iteration is an epoch, batches are min(200, n) rows
+by default, weights and biases start uniform in ±√(6/(fan_in + fan_out)),
+``learning_rate="constant" | "invscaling" | "adaptive"`` (with ``power_t``)
+steers the SGD solver, and ``fit`` takes ``sample_weight``. ``backend`` may be
+a name or a backend object (``xn.get_backend(...)``).
+
 Differences from scikit-learn's own MLP: solvers are ``"adam"``, ``"sgd"``
-and ``"rmsprop"`` (no L-BFGS) at a constant learning rate; ``alpha`` becomes
+and ``"rmsprop"`` (no L-BFGS); ``alpha`` becomes
 the optimiser's L2 ``weight_decay = alpha / batch_size`` (scikit-learn's
 per-batch scaling), which xpnet also applies to the biases; classifiers
 always have one softmax output per class; the MSE loss has no ½ factor.
@@ -31,17 +37,19 @@ try:
     from sklearn.model_selection import train_test_split
     from sklearn.utils import check_random_state
     from sklearn.utils.multiclass import check_classification_targets
-    from sklearn.utils.validation import check_is_fitted, validate_data
+    from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 except ImportError:
     raise BackendUnavailableError("xpnet.sklearn needs scikit-learn ≥ 1.6: pip install 'xpnet[sklearn]'") from None
 
 from . import losses, optim
+from .init import GlorotBias
 from .network import MLP, build
 
 # scikit-learn's activation names, and xpnet's own
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu",
                "leaky_relu": "leaky_relu", "gelu": "gelu", "gelu_tanh": "gelu_tanh"}
 SOLVERS = ("adam", "sgd", "rmsprop")
+LEARNING_RATES = ("constant", "invscaling", "adaptive")  # scikit-learn's schedules for the SGD solver
 SEED_RANGE = 2**31 - 1
 
 
@@ -49,7 +57,8 @@ class _BaseMLP(BaseEstimator):
     """What the classifier and the regressor share: parameters, the epoch loop, stopping rules, pickling."""
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
-                 batch_size="auto", learning_rate_init=0.001, max_iter=200, shuffle=True, random_state=None,
+                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
+                 max_iter=200, shuffle=True, random_state=None,
                  tol=1e-4, verbose=False, warm_start=False, momentum=0.9, nesterovs_momentum=True,
                  early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  n_iter_no_change=10, backend=None, dtype="float64"):
@@ -58,7 +67,9 @@ class _BaseMLP(BaseEstimator):
         self.solver = solver
         self.alpha = alpha
         self.batch_size = batch_size
+        self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
         self.max_iter = max_iter
         self.shuffle = shuffle
         self.random_state = random_state
@@ -97,9 +108,12 @@ class _BaseMLP(BaseEstimator):
 
     # ---- training --------------------------------------------------------------------------
 
-    def fit(self, X, y):
-        """Train for up to ``max_iter`` epochs (from the current weights when ``warm_start``); returns self."""
-        return self._fit(X, y, incremental=False)
+    def fit(self, X, y, sample_weight=None):
+        """Train for up to ``max_iter`` epochs (from the current weights when ``warm_start``); returns self.
+
+        ``sample_weight`` weighs each row's loss (Σ wᵢ Cᵢ / Σ wᵢ per batch), as repeating rows would.
+        """
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes
@@ -113,6 +127,9 @@ class _BaseMLP(BaseEstimator):
         if self.solver == "lbfgs":
             raise ConfigError("solver='lbfgs' is not available in xpnet; use 'adam', 'sgd' or 'rmsprop'")
         lookup("solver", self.solver, dict.fromkeys(SOLVERS))
+        lookup("learning_rate", self.learning_rate, dict.fromkeys(LEARNING_RATES))
+        if not (isinstance(self.power_t, numbers.Real) and np.isfinite(self.power_t)):
+            raise ConfigError(f"power_t must be a finite number, got {self.power_t!r}")
         for name, low in (("max_iter", 1), ("n_iter_no_change", 1)):
             value = getattr(self, name)
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
@@ -141,16 +158,22 @@ class _BaseMLP(BaseEstimator):
         return optim.SGD(lr=self.learning_rate_init, momentum=self.momentum,
                          nesterov=bool(self.nesterovs_momentum and self.momentum), weight_decay=decay)
 
-    def _fit(self, X, y, incremental, classes=None):
+    def _fit(self, X, y, incremental, classes=None, sample_weight=None):
         self._check_params()
         fresh = not hasattr(self, "net_") or (not incremental and not self.warm_start)
         X, y = validate_data(self, X, y, reset=fresh, dtype=(np.float64, np.float32),
                              multi_output=self._multi_output, y_numeric=not self._classifier)
         targets = self._targets(y, fresh, incremental, classes)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+            if not sample_weight.sum() > 0:
+                raise ConfigError("sample_weight must have a positive sum, got all zeros")
         if fresh:
             rng = check_random_state(self.random_state)
+            # scikit-learn's initialisation, so that the same settings learn as much per iteration
+            init = GlorotBias(2.0 if ACTIVATIONS[self.activation] == "sigmoid" else 6.0)
             self.net_ = MLP([X.shape[1], *self._hidden_sizes(), self._n_outputs], activation=ACTIVATIONS[self.activation],
-                            dtype=self.dtype, seed=int(rng.randint(SEED_RANGE)), backend=self.backend)
+                            init=init, dtype=self.dtype, seed=int(rng.randint(SEED_RANGE)), backend=self.backend)
             self._rng = np.random.default_rng(rng.randint(SEED_RANGE))
             self.loss_curve_, self.n_iter_, self.t_ = [], 0, 0
             self._no_improvement_count = 0
@@ -163,15 +186,27 @@ class _BaseMLP(BaseEstimator):
         X_val = T_val = None
         if early_stopping:
             stratify = targets if self._classifier else None
-            X, X_val, targets, T_val = train_test_split(X, targets, test_size=self.validation_fraction,
-                                                        stratify=stratify, random_state=int(self._rng.integers(SEED_RANGE)))
+            seed = int(self._rng.integers(SEED_RANGE))
+            if sample_weight is None:
+                X, X_val, targets, T_val = train_test_split(X, targets, test_size=self.validation_fraction,
+                                                            stratify=stratify, random_state=seed)
+            else:
+                X, X_val, targets, T_val, sample_weight, _ = train_test_split(
+                    X, targets, sample_weight, test_size=self.validation_fraction, stratify=stratify,
+                    random_state=seed)
             if len(X_val) < 2:
                 raise ConfigError("the validation set is too small: raise validation_fraction or give more samples")
         batch_size = self._batch_size(len(X))
         if not incremental or not hasattr(self, "_optimizer"):
-            self._optimizer = self._make_optimizer(batch_size)
+            # alpha is scaled by the batch's weight (its size, unweighted), as scikit-learn scales its L2 term
+            weight = 1.0 if sample_weight is None else float(np.mean(sample_weight))
+            self._optimizer = self._make_optimizer(batch_size * weight)
+        loss, train_targets = self._loss, targets
+        if sample_weight is not None:  # the weights ride along as one more target column
+            loss = losses.Weighted(self._loss)
+            train_targets = np.column_stack([loss.base.prepare(targets, self._n_outputs), sample_weight])
         for _ in range(1 if incremental else self.max_iter):
-            history = self.net_.fit(X, targets, loss=self._loss, optimizer=self._optimizer, epochs=1,
+            history = self.net_.fit(X, train_targets, loss=loss, optimizer=self._optimizer, epochs=1,
                                     batch_size=batch_size, shuffle=self.shuffle, progress=False,
                                     seed=int(self._rng.integers(SEED_RANGE)))
             self.n_iter_ += 1
@@ -181,13 +216,19 @@ class _BaseMLP(BaseEstimator):
             if self.verbose:
                 print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
             self._update_no_improvement_count(early_stopping, X_val, T_val)
+            if self.solver == "sgd" and self.learning_rate == "invscaling":  # by samples seen, as scikit-learn
+                self._optimizer.lr = float(self.learning_rate_init) / (self.t_ + 1) ** float(self.power_t)
             if incremental:
                 break
             if self._no_improvement_count > self.n_iter_no_change:
+                watched = "validation score" if early_stopping else "training loss"
+                message = (f"{watched} did not improve more than tol={self.tol} for "
+                           f"{self.n_iter_no_change} consecutive epochs.")
+                if self._adapt_learning_rate(message):
+                    self._no_improvement_count = 0
+                    continue
                 if self.verbose:
-                    watched = "validation score" if early_stopping else "training loss"
-                    print(f"{watched} did not improve more than tol={self.tol} for "
-                          f"{self.n_iter_no_change} consecutive epochs. Stopping.")
+                    print(message + " Stopping.")
                 break
         else:
             if not incremental:
@@ -196,6 +237,15 @@ class _BaseMLP(BaseEstimator):
         if early_stopping:
             self.net_.set_weights(self._best_weights)
         return self
+
+    def _adapt_learning_rate(self, message):
+        """learning_rate="adaptive" (SGD): divide the rate by 5 instead of stopping, until it is ≤ 1e-6."""
+        if self.solver != "sgd" or self.learning_rate != "adaptive" or self._optimizer.lr <= 1e-6:
+            return False
+        self._optimizer.lr = self._optimizer.lr / 5.0
+        if self.verbose:
+            print(message + f" Setting learning rate to {self._optimizer.lr:f}")
+        return True
 
     def _update_no_improvement_count(self, early_stopping, X_val, T_val):
         """scikit-learn's stopping rule: count epochs that improved by less than ``tol``."""
@@ -252,9 +302,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     _classifier, _multi_output, _loss = True, False, "softmax_ce"
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over (X, y); ``classes`` (every label there will ever be) is needed on the first call."""
-        return self._fit(X, y, incremental=True, classes=classes)
+        return self._fit(X, y, incremental=True, classes=classes, sample_weight=sample_weight)
 
     def _targets(self, y, fresh, incremental, classes):
         check_classification_targets(y)
@@ -279,6 +329,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """Class probabilities, one column per entry of ``classes_``."""
         return losses.get(self._loss).probabilities(self._outputs(X))
 
+    def predict_log_proba(self, X):
+        """Log class probabilities (a log-softmax of the outputs: finite where probabilities round to 0)."""
+        shifted = np.asarray(self._outputs(X), dtype=np.float64)
+        shifted = shifted - shifted.max(axis=1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
     def predict(self, X):
         outputs = self._outputs(X)  # first: it raises NotFittedError before classes_ exists
         return self.classes_[np.argmax(outputs, axis=1)]
@@ -297,9 +353,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     _classifier, _multi_output, _loss = False, True, "mse"
 
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y)."""
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def _targets(self, y, fresh, incremental, classes):
         targets = np.asarray(y, dtype=np.float64)

@@ -23,23 +23,28 @@ FILE = "epoch-{:06d}.npz"
 class TrainingState:
     """Copies of everything a run needs to go on from the end of epoch ``epoch``."""
 
-    def __init__(self, epoch, params, steps, opt_state, rng, history, best_epoch, best, waited, best_params):
+    def __init__(self, epoch, params, steps, opt_state, rng, history, best_epoch, best, waited, best_params,
+                 schedule=None):
         self.epoch, self.params, self.steps, self.opt_state, self.rng = epoch, params, steps, opt_state, rng
         self.history, self.best_epoch, self.best, self.waited, self.best_params = \
             history, best_epoch, best, waited, best_params
+        self.schedule = schedule or {}  # the schedule's position beyond the step count (a plateau's rate)
 
     @classmethod
     def capture(cls, net, optimizer, rng, epoch, history, best, waited, best_params):
         """Copy the live state (``best_params`` are fit's own copies, kept as they are)."""
         copy = lambda arrays: [net.backend.xp.asarray(a, copy=True) for a in arrays]  # noqa: E731
         opt_state = None if optimizer.state is None else {k: copy(v) for k, v in optimizer.state.items()}
-        return cls(epoch, copy(net.parameters()), optimizer.steps, opt_state, rng.bit_generator.state,
-                   {k: list(v) for k, v in history.history.items()}, history.best_epoch, best, waited, best_params)
+        return cls(epoch, copy(net.parameters() + net.buffers()), optimizer.steps, opt_state, rng.bit_generator.state,
+                   {k: list(v) for k, v in history.history.items()}, history.best_epoch, best, waited, best_params,
+                   optimizer.schedule_state())
 
     def restore(self, net, optimizer, rng=None, history=None):
         """Write this state back in place: the live arrays stay the same objects, so a compiled step keeps working."""
-        _copy_into(net.parameters(), self.params)
+        _copy_into(net.parameters() + net.buffers(), self.params)  # buffers too: BatchNorm's running statistics
         optimizer.steps = self.steps
+        if optimizer.schedule is not None:
+            optimizer.schedule.load_state_dict(self.schedule)
         if optimizer.state is not None:
             for name, arrays in optimizer.state.items():
                 _copy_into(arrays, self.opt_state[name] if self.opt_state else
@@ -58,14 +63,14 @@ class TrainingState:
         """Write ``folder/epoch-NNNNNN.npz`` (atomically) and return its path."""
         os.makedirs(folder, exist_ok=True)
         backend, names = net.backend, net.param_names()
-        arrays = dict(zip(names, (backend.to_numpy(p) for p in self.params)))
+        arrays = dict(zip(names + net.buffer_names(), (backend.to_numpy(p) for p in self.params)))
         for state_name, state in (self.opt_state or {}).items():
             arrays.update({f"optimizer.{state_name}.{n}": backend.to_numpy(a) for n, a in zip(names, state)})
         if self.best_params is not None:
             arrays.update({f"best.{n}": backend.to_numpy(a) for n, a in zip(names, self.best_params)})
         extra = {"kind": KIND, "epoch": self.epoch, "rng": self.rng, "history": self.history,
                  "best_epoch": self.best_epoch, "best": self.best, "waited": self.waited,
-                 "optimizer": {"config": optimizer.config(), "steps": self.steps,
+                 "optimizer": {"config": optimizer.config(), "steps": self.steps, "schedule": self.schedule,
                                "state": sorted(self.opt_state or {})},
                  "has_best": self.best_params is not None, "run": run}
         path = os.path.join(folder, FILE.format(self.epoch))
@@ -77,7 +82,8 @@ class TrainingState:
         """The state in ``path`` (a checkpoint, or a folder: its latest), checked against this net and fit call."""
         path = latest(path) if os.path.isdir(path) else os.fspath(path)
         names, backend = net.param_names(), net.backend
-        specs = {n: (tuple(p.shape), net.dtype) for n, p in zip(names, net.parameters())}
+        specs = {n: (tuple(p.shape), net.dtype) for n, p in zip(names + net.buffer_names(),
+                                                                net.parameters() + net.buffers())}
 
         def expected(header):
             extra = header["extra"]
@@ -106,8 +112,11 @@ class TrainingState:
             opt_state = {s: put(f"optimizer.{s}.") for s in extra["optimizer"]["state"]} or None
             history = {str(k): [float(x) for x in v] for k, v in extra["history"].items()}
             epoch, steps, waited = int(extra["epoch"]), int(extra["optimizer"]["steps"]), int(extra["waited"])
-            state = cls(epoch, put(""), steps, opt_state, dict(extra["rng"]), history, extra["best_epoch"],
-                        float(extra["best"]), waited, put("best.") if extra["has_best"] else None)
+            schedule = {str(k): float(v) for k, v in extra["optimizer"].get("schedule", {}).items()}
+            state = cls(epoch, [backend.asarray(arrays[n], dtype=backend.dtype(net.dtype))
+                               for n in names + net.buffer_names()], steps, opt_state, dict(extra["rng"]), history,
+                        extra["best_epoch"], float(extra["best"]), waited, put("best.") if extra["has_best"] else None,
+                        schedule)
             if epoch < 0 or steps < 0 or any(len(v) != epoch for v in history.values()):
                 raise ValueError(f"epoch {epoch}, {steps} steps, {[len(v) for v in history.values()]} history entries")
             np.random.default_rng().bit_generator.state = state.rng  # raises here, not mid-fit, if it is damaged

@@ -7,9 +7,12 @@ True
 ...     backend.name
 'numpy'
 """
+from __future__ import annotations
+
 import importlib
 import os
 import types
+from typing import Any
 
 from ..errors import BackendUnavailableError, ConfigError, lookup
 from .base import Backend
@@ -19,14 +22,14 @@ REGISTRY = {
     "numpy": ("numpy_backend", "NumpyBackend", "probe", "pip install xpnet"),
     "numba": ("numba_backend", "NumbaBackend", "probe", "pip install 'xpnet[numba]'"),
     "cupy": ("cupy_backend", "CupyBackend", "probe",
-             "pip install 'xpnet[cuda12]' (CUDA 12) or 'xpnet[cuda13]' (CUDA 13), on a machine with an NVIDIA GPU"),
+             "pip install 'xpnet[cuda13]' (CUDA 13) or 'xpnet[cuda12]' (CUDA 12), on a machine with an NVIDIA GPU"),
     "array_api_strict": ("array_api", "strict_backend", "probe_strict", "pip install array-api-strict"),
     "torch": ("array_api", "torch_backend", "probe_torch", "pip install torch==2.13.0 (the CPU build)"),
 }
 AUTO_ORDER = ("cupy", "numba", "numpy")
 
-_instances = {}
-_probes = {}
+_instances: dict = {}  # (name, options) → Backend
+_probes: dict = {}  # name → why it cannot run, or None
 _default = None  # set by use(); None means $XPNET_BACKEND or "auto"
 
 
@@ -60,8 +63,19 @@ def resolve(name):
     return name
 
 
-def get_backend(backend=None, **options):
-    """A Backend from a name, ``"auto"``, an array namespace module, a Backend, or None (the current one)."""
+def get_backend(backend: str | Backend | types.ModuleType | None = None, *, device: Any = None,
+                parallel: bool | None = None, tf32: bool | None = None, graphs: bool | str | None = None) -> Backend:
+    """A Backend from a name, ``"auto"``, an array namespace module, a Backend, or None (the current one).
+
+    Options, each for the backends that have it (None: the backend's default):
+    ``device`` (cupy, array namespaces), ``parallel`` (numba: prange over rows),
+    ``tf32`` (cupy: TensorFloat-32 float32 products), ``graphs`` (cupy: True, False or "auto").
+
+    >>> get_backend("numpy").name
+    'numpy'
+    """
+    given = {"device": device, "parallel": parallel, "tf32": tf32, "graphs": graphs}
+    options = {k: v for k, v in given.items() if v is not None}
     if isinstance(backend, Backend):
         return backend
     if backend is None and not options and _default is not None:
@@ -82,7 +96,13 @@ def get_backend(backend=None, **options):
             _instances[key] = getattr(_module(name), REGISTRY[name][1])(**options)
         except TypeError as e:
             raise ConfigError(f"bad options for backend {name!r}: {e}") from None
+        _instances[key].registry_key = key
     return _instances[key]
+
+
+def restore(name, options):
+    """The backend a pickle names: ``get_backend(name, **options)`` here."""
+    return get_backend(name, **dict(options))
 
 
 class use:
@@ -91,10 +111,11 @@ class use:
     The with-form restores the previous default on exit. Options go to the backend, e.g. ``device=1``.
     """
 
-    def __init__(self, backend="auto", **options):
+    def __init__(self, backend: str | Backend | types.ModuleType = "auto", *, device: Any = None,
+                 parallel: bool | None = None, tf32: bool | None = None, graphs: bool | str | None = None):
         global _default
         self.previous = _default
-        self.backend = _default = get_backend(backend, **options)
+        self.backend = _default = get_backend(backend, device=device, parallel=parallel, tf32=tf32, graphs=graphs)
 
     def __enter__(self):
         return self.backend

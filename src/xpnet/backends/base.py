@@ -10,9 +10,40 @@ import types
 import numpy as np
 
 from .. import kernels
-from ..errors import ConfigError, DeviceError, lookup
+from ..errors import ConfigError, DataTypeError, DeviceError, lookup
 
 FLOAT_DTYPES = ("float32", "float64")
+# DLPack's device types (dlpack.h DLDeviceType) that backends name.
+DLPACK_DEVICES = {1: "cpu", 2: "cuda", 3: "cuda_host", 10: "rocm"}
+
+
+def dlpack_device(x):
+    """(device type, index) from ``x.__dlpack_device__()``, or None for an array without one."""
+    try:
+        kind, index = x.__dlpack_device__()
+    except (AttributeError, TypeError, ValueError, RuntimeError, BufferError):
+        return None
+    return int(kind), int(index)
+
+
+def to_dlpack(array):
+    """A DLPack capsule of ``array`` (e.g. ``net.forward(X)``), for ``torch.from_dlpack``: no copy is made.
+
+    >>> import numpy as np, xpnet as xn
+    >>> type(xn.to_dlpack(np.zeros(3))).__name__
+    'PyCapsule'
+    """
+    if not hasattr(array, "__dlpack__"):
+        raise DataTypeError(f"to_dlpack takes an array with __dlpack__ (NumPy, CuPy, torch, ...), "
+                            f"got {type(array).__module__}.{type(array).__name__}")
+    return array.__dlpack__()
+
+
+def describe_device(device):
+    """A DLPack (type, index) as people write it: 'cpu', 'cuda:1'."""
+    kind, index = device
+    name = DLPACK_DEVICES.get(kind, f"DLPack device type {kind}")
+    return name if kind == 1 else f"{name}:{index}"
 
 
 def bce_clip(float32):
@@ -24,6 +55,7 @@ class Backend:
     """An array namespace ``xp`` on one ``device``, and the kernels written in it."""
 
     name = "base"
+    dlpack_device: tuple | None = None  # (DLPack device type, index) of the foreign arrays ``asarray`` shares; None: none
 
     def __init__(self, xp, device=None):
         self.xp = xp
@@ -41,6 +73,20 @@ class Backend:
         device = "" if self.device is None else f", device={self.device!r}"
         return f"<xpnet backend {self.name!r}{device}>"
 
+    # A backend is a shared service, not data: copies are itself, and a pickle names it (get_backend sets
+    # ``registry_key``) so that unpickling asks get_backend for the same one on the machine that loads it.
+    registry_key = None
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        if self.registry_key is None:
+            raise TypeError(f"{self!r} was not made by xn.get_backend, so a pickle could not find it again")
+        from . import restore
+
+        return restore, self.registry_key
+
     # ---- arrays and devices -------------------------------------------------
 
     def dtype(self, name):
@@ -54,18 +100,38 @@ class Backend:
         return isinstance(x, self._array_type)
 
     def asarray(self, x, dtype=None):
-        """``x`` (host data or an array of this backend) on this backend's device."""
-        foreign = hasattr(x, "__array_namespace__") or hasattr(x, "__dlpack__")
-        if foreign and not self.is_native(x) and not isinstance(x, np.ndarray):
-            raise DeviceError(
-                f"expected a NumPy array or an array of backend {self.name!r}, got {type(x).__module__}."
-                f"{type(x).__name__}; move it with to_numpy() or net.to(...) first"
-            )
+        """``x`` (host data, an array of this backend, or any DLPack array on this backend's device) on
+        this backend's device. A DLPack array is shared, not copied (unless ``dtype`` asks for a cast)."""
         if self.is_native(x):
             if self.device is not None and getattr(x, "device", self.device) != self.device:
                 raise DeviceError(f"array is on device {x.device!r}, the network on {self.device!r}")
             return x if dtype is None or x.dtype == dtype else self.xp.astype(x, dtype)
+        foreign = hasattr(x, "__array_namespace__") or hasattr(x, "__dlpack__")
+        if foreign and not isinstance(x, np.ndarray):
+            x = self._shared(x)
+            return x if dtype is None or x.dtype == dtype else self.xp.astype(x, dtype)
         return self.xp.asarray(np.asarray(x), dtype=dtype, device=self.device)
+
+    def _shared(self, x):
+        """A foreign array on this backend's DLPack device, taken without a copy; else DeviceError naming both."""
+        found = dlpack_device(x)
+        if found is None or found != self.dlpack_device:
+            where = "" if found is None else f" on {describe_device(found)}"
+            takes = "" if self.dlpack_device is None else \
+                f"; arrays shared through DLPack must be on {describe_device(self.dlpack_device)}"
+            raise DeviceError(
+                f"expected a NumPy array or an array of backend {self.name!r}, got {type(x).__module__}."
+                f"{type(x).__name__}{where}{takes}; move it with to_numpy() or net.to(...) first")
+        try:
+            return self.from_dlpack(x)
+        except (BufferError, TypeError, ValueError, RuntimeError) as e:  # a dtype DLPack or NumPy cannot carry
+            raise DataTypeError(f"cannot share {type(x).__module__}.{type(x).__name__} ({getattr(x, 'dtype', '?')}) "
+                                f"through DLPack ({str(e).rstrip('.')}); xpnet computes in {' or '.join(FLOAT_DTYPES)} "
+                                f"(ints and bools are converted)") from None
+
+    def from_dlpack(self, x):
+        """``x`` (a DLPack array on this backend's device) as an array of this backend, sharing its memory."""
+        return self.xp.from_dlpack(x)
 
     def to_numpy(self, x):
         """A host NumPy copy of ``x``."""
@@ -92,8 +158,12 @@ class Backend:
 
     # ---- random numbers ---------------------------------------------------------
 
-    def rng(self, seed):
-        """The backend's own random generator (NumPy's on the host by default)."""
+    def rng(self, seed, reuse=None):
+        """The backend's own random generator seeded with ``seed`` (NumPy's on the host by default).
+
+        ``reuse``: a generator this backend made before, which it may reseed and return
+        instead of building a new one (CuPy's device generators are costly to build).
+        """
         return np.random.default_rng(seed)
 
     def dropout_mask(self, rng, shape, p, dtype):
@@ -239,7 +309,9 @@ class Backend:
 
     def _bce(self, prob, target, need_grad):
         eps = bce_clip(prob.dtype == self.xp.float32)
-        p = self.xp.clip(prob, eps, 1.0 - eps)
+        # Not xp.clip: array-api-compat's CuPy clip reads a count back to the host, which a CUDA graph
+        # capture refuses and which costs an eager step two host waits.
+        p = self.xp.minimum(self.xp.maximum(prob, eps), 1.0 - eps)
         n = p.shape[0] * p.shape[1]
         loss = self.xp.sum(kernels.cross_entropy(self.math, p, target)) / n
         return loss, kernels.cross_entropy_grad(self.math, p, target) / n if need_grad else None

@@ -8,9 +8,17 @@ Rules the backend keeps:
 
 - Host data (NumPy arrays, lists) is copied to the device once when it enters
   (``asarray``; ``fit`` moves the whole data set once per fit). Arrays of other
-  libraries, or CuPy arrays on another GPU, raise DeviceError naming both sides.
+  libraries on this GPU (torch, JAX) are shared through DLPack, without a copy;
+  arrays on another device raise DeviceError naming both sides.
+- Every kernel, allocation, graph launch and allreduce runs inside this backend's
+  GPU (``cupy.cuda.Device``): with 2+ GPUs the current one may be another's, and
+  array-api-compat ignores ``device=`` for CuPy's creation functions.
 - Matrix products go to cuBLAS (``cupy.matmul``) in the arrays' dtype;
-  ``tf32=True`` lets float32 products use TensorFloat-32 (compute capability 8.0+).
+  ``tf32=True`` lets float32 products use TensorFloat-32 (compute capability 8.0+),
+  ``tf32=False`` keeps them full float32 even when $CUPY_TF32 is set.
+- Dropout masks come from CuPy's generator (cuRAND's XORWOW) on the device, one per
+  Dropout layer, reseeded in place each epoch; they differ from NumPy's, so
+  cross-backend comparisons leave dropout out (docs/reliability.md).
 - Elementwise work runs in one ``ElementwiseKernel`` per step of a layer: bias +
   activation, activation slope, softmax cross-entropy, each optimiser update
   (in place). Inputs are made contiguous first.
@@ -18,7 +26,11 @@ Rules the backend keeps:
   CUDA graph (xpnet.steps.cuda_graph uses them; ``graphs="auto"`` for small nets).
 """
 import contextlib
+import gc
+import socket
+import types
 import warnings
+import weakref
 
 import numpy as np
 
@@ -30,21 +42,35 @@ from .base import Backend
 
 
 def probe():
-    """None when CuPy is installed and can allocate, fill and read back memory on a GPU, else why not."""
+    """None when CuPy can copy to a GPU, compile and run a kernel, call cuBLAS and give its array namespace; else why not."""
     try:
         import cupy
     except ImportError:
         return "CuPy is not installed"
     except Exception as e:  # a broken install (missing CUDA libraries) raises more than ImportError
         return f"CuPy failed to import ({type(e).__name__}: {e})"
+    stage = "use the GPU"
     try:
         if not cupy.cuda.is_available():
             return "CuPy is installed but finds no usable CUDA GPU (cupy.cuda.is_available() is False)"
         cupy.cuda.runtime.getDeviceCount()
-        if cupy.asnumpy(cupy.zeros(1, dtype=cupy.float32))[0] != 0.0:
-            return "the GPU returned a wrong value for a zeroed buffer"
-    except Exception as e:  # driver/runtime mismatch, no device memory, ...
-        return f"CuPy cannot use the GPU ({type(e).__name__}: {e})"
+        stage = "copy an array to the GPU"
+        a = cupy.asarray(np.array([[1.0, 2.0], [3.0, 4.0]], dtype=np.float32))
+        stage = "compile and run a kernel (NVRTC)"
+        square = cupy.ElementwiseKernel("T x", "T y", "const T t0 = x * x;\ny = t0;", "xpnet_probe")
+        squared = cupy.asnumpy(square(cupy.ascontiguousarray(a)))
+        stage = "multiply matrices (cuBLAS)"
+        product = cupy.asnumpy(cupy.matmul(a, a))
+        stage = "get CuPy's array namespace (array-api-compat)"
+        import array_api_compat
+
+        total = float(array_api_compat.array_namespace(a).sum(a))
+    except Exception as e:  # driver/runtime mismatch, no NVRTC or cuBLAS library, no device memory, ...
+        return f"CuPy cannot {stage} ({type(e).__name__}: {e})"
+    for what, got, want in (("kernel", squared, [[1, 4], [9, 16]]), ("matmul", product, [[7, 10], [15, 22]]),
+                            ("sum", total, 10)):
+        if not np.array_equal(got, want):
+            return f"the GPU computed a wrong {what} in the probe: {np.asarray(got).tolist()}, expected {want}"
     return None
 
 
@@ -77,9 +103,11 @@ class CupyBackend(Backend):
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
             raise ConfigError(f"device must be a GPU index from 0 to {count - 1} ({count} GPU(s) here), got {device!r}")
         self.cp, self.device_id, self.graphs = cp, index, graphs
+        self.dlpack_device = (2, index)  # torch CUDA tensors, JAX GPU arrays, ... on this GPU are shared
         with cp.cuda.Device(index):
             probe_array = cp.empty(0, dtype=cp.float32)
-        super().__init__(array_api_compat.array_namespace(probe_array), device=array_api_compat.device(probe_array))
+        xp = on_device(array_api_compat.array_namespace(probe_array), self._device)
+        super().__init__(xp, device=array_api_compat.device(probe_array))
         self.math.erf = cupyx.scipy.special.erf
         self.tf32 = bool(tf32)
         if self.tf32 and int(cp.cuda.Device(index).compute_capability) < 80:
@@ -90,7 +118,12 @@ class CupyBackend(Backend):
         self._kernels = {}  # key → (ElementwiseKernel, Spec), built on first use
         self._graph_counter = None  # set while a CUDA-graph step runs: Adam's step count, on the device
         self._capture_stream = None  # made on the first capture, kept: the pool files captured blocks under it
+        self._generators = weakref.WeakSet()  # the dropout generators made here: reseeded, never rebuilt
         self.activate()
+
+    def _device(self):
+        """This backend's GPU as a context: what runs inside it launches and allocates there."""
+        return self.cp.cuda.Device(self.device_id)
 
     def activate(self):
         """Make this backend's GPU the current one (CuPy launches kernels on the current device)."""
@@ -111,31 +144,44 @@ class CupyBackend(Backend):
 
     def asarray(self, x, dtype=None):
         self.activate()
-        return super().asarray(x, dtype=dtype)
+        with self._device():
+            return super().asarray(x, dtype=dtype)
+
+    def from_dlpack(self, x):
+        return self.cp.from_dlpack(x)
 
     def to_numpy(self, x):
         return x if isinstance(x, np.ndarray) else self.cp.asnumpy(x)
 
     def synchronize(self):
-        self.cp.cuda.Device(self.device_id).synchronize()
+        self._device().synchronize()
 
     def memory_info(self):
         pool = self.cp.get_default_memory_pool()
-        with self.cp.cuda.Device(self.device_id):
+        with self._device():
             return {"used_bytes": int(pool.used_bytes()), "total_bytes": int(pool.total_bytes())}
 
     def free_memory(self):
-        with self.cp.cuda.Device(self.device_id):
+        gc.collect()  # arrays held only by reference cycles (closures of a finished step) hold blocks too
+        with self._device():
             self.cp.get_default_memory_pool().free_all_blocks()
 
-    def rng(self, seed):
-        """CuPy's generator, on the device: dropout masks never cross to the host."""
-        with self.cp.cuda.Device(self.device_id):
-            return self.cp.random.default_rng(seed)
+    def rng(self, seed, reuse=None):
+        """CuPy's cuRAND generator on the device: dropout masks never cross to the host. ``reuse``, if made
+        here, is reseeded in place (building one costs an allocation and a kernel launch; fit reseeds every epoch)."""
+        if reuse is not None and reuse in self._generators:
+            with self._device():
+                reuse.seed(seed)
+            return reuse
+        with self._device():
+            generator = self.cp.random.RandomState(seed)
+        self._generators.add(generator)
+        return generator
 
     def dropout_mask(self, rng, shape, p, dtype):
-        keep = rng.random(shape, dtype=dtype) >= p  # drawn on the device, in the layer's dtype
-        return self.xp.astype(keep, dtype) * (1.0 / (1.0 - p))
+        with self._device():
+            keep = rng.random_sample(shape, dtype=dtype) >= p  # drawn on the device, in the layer's dtype
+            return self.xp.astype(keep, dtype) * (1.0 / (1.0 - p))
 
     # ---- kernels ---------------------------------------------------------------------------
 
@@ -149,25 +195,28 @@ class CupyBackend(Backend):
         kernel, spec = self._kernels[key]
         arrays = [v for v in values.values() if isinstance(v, self._array_type)] + list(outputs)
         number = np.float32 if arrays[0].dtype == self.xp.float32 else np.float64
-        args = [self.cp.ascontiguousarray(values[name]) if isinstance(values[name], self._array_type)
-                else number(values[name]) for name in spec.inputs]
-        return kernel(*args, *outputs)
+        with self._device():
+            args = [self.cp.ascontiguousarray(values[name]) if isinstance(values[name], self._array_type)
+                    else number(values[name]) for name in spec.inputs]
+            return kernel(*args, *outputs)
 
     def matmul(self, a, b):
-        if self._graph_counter is not None:
-            # CuPy refuses cuBLAS calls during stream capture: inside a graph, multiply and sum over k instead.
-            xp = self.xp
-            return xp.sum(xp.expand_dims(a, axis=2) * xp.expand_dims(b, axis=0), axis=1)
-        if not self.tf32 or a.dtype != self.xp.float32:
-            return self.cp.matmul(a, b)
-        from cupy._core import _routines_linalg as linalg  # CuPy's switch is process-wide: set it for this call
+        xp = self.xp
+        with self._device():
+            if self._graph_counter is not None:
+                # CuPy refuses cuBLAS calls during stream capture: inside a graph, multiply and sum over k instead.
+                return xp.sum(xp.expand_dims(a, axis=2) * xp.expand_dims(b, axis=0), axis=1)
+            if a.dtype != xp.float32:
+                return self.cp.matmul(a, b)
+            # CuPy's compute type is process-wide, and $CUPY_TF32=1 sets it: set this backend's for this call.
+            from cupy._core import _routines_linalg as linalg
 
-        previous = linalg.get_compute_type(a.dtype)
-        linalg.set_compute_type(a.dtype, linalg.COMPUTE_TYPE_TF32)
-        try:
-            return self.cp.matmul(a, b)
-        finally:
-            linalg.set_compute_type(a.dtype, previous)
+            previous = linalg.get_compute_type(a.dtype)
+            linalg.set_compute_type(a.dtype, linalg.COMPUTE_TYPE_TF32 if self.tf32 else linalg.COMPUTE_TYPE_DEFAULT)
+            try:
+                return self.cp.matmul(a, b)
+            finally:
+                linalg.set_compute_type(a.dtype, previous)
 
     def activation(self, z, activation, alpha):
         lookup("activation", activation, kernels.ACTIVATIONS)
@@ -205,7 +254,7 @@ class CupyBackend(Backend):
                                  "count": z.shape[0]})
         return xp.sum(terms) / z.shape[0], grad  # BP1: (softmax − y) / n
 
-    _LOSSES = {**Backend._LOSSES, "softmax_ce": _softmax_ce}
+    _LOSSES = {**Backend._LOSSES, "softmax_ce": _softmax_ce}  # type: ignore[dict-item]
 
     # Convolution and pooling are the base kernels: im2col/col2im as strided slices, the products on cuBLAS.
 
@@ -252,15 +301,26 @@ class CupyBackend(Backend):
     # ---- data-parallel training: summing a flat buffer over MPI ranks -------------------------
 
     def transports(self, comm):
-        """NCCL when CuPy has it, MPI on device buffers when MPI is CUDA-aware, MPI through pinned host memory."""
-        names = ["nccl"] if nccl_module() is not None else []
+        """NCCL when CuPy has it and every rank has a GPU of its own, MPI on device buffers when MPI is
+        CUDA-aware, MPI through pinned host memory. Collective: every rank calls it."""
+        # NCCL refuses two ranks on one GPU ("Duplicate GPU"): a GPU is its host and PCI bus id.
+        placement = comm.allgather((socket.gethostname(), self._device().pci_bus_id))
+        own_gpus = len(set(placement)) == len(placement)
+        names = ["nccl"] if nccl_module() is not None and own_gpus else []
         return names + (["cuda-aware-mpi"] if comm.cuda_aware else []) + ["mpi"]
 
     def allreducer(self, comm, transport):
-        cp = self.cp
         lookup("transport", transport, dict.fromkeys(self.transports(comm)))
-        if transport == "nccl":
-            return self._nccl_allreducer(comm)
+        reduce = self._nccl_allreducer(comm) if transport == "nccl" else self._mpi_allreducer(comm, transport)
+
+        def on_device(flat):
+            with self._device():
+                return reduce(flat)
+
+        return on_device
+
+    def _mpi_allreducer(self, comm, transport):
+        cp = self.cp
         if transport == "cuda-aware-mpi":
             def reduce(flat):
                 flat = cp.ascontiguousarray(flat)
@@ -287,7 +347,7 @@ class CupyBackend(Backend):
     def _nccl_allreducer(self, comm):
         cp, nccl = self.cp, nccl_module()
         unique_id = comm.bcast(nccl.get_unique_id() if comm.rank == 0 else None)
-        with cp.cuda.Device(self.device_id):
+        with self._device():
             nccl_comm = nccl.NcclCommunicator(comm.size, unique_id, comm.rank)
 
         def reduce(flat):
@@ -326,20 +386,47 @@ class CupyBackend(Backend):
             kept.append(memory)
             return memory
 
-        if self._capture_stream is None:
-            with cp.cuda.Device(self.device_id):
+        with self._device():
+            if self._capture_stream is None:
                 self._capture_stream = cp.cuda.Stream(non_blocking=True)
-        stream = self._capture_stream
-        with cp.cuda.using_allocator(allocate), stream:
-            stream.begin_capture()
-            try:
-                record()
-            except BaseException:
-                with contextlib.suppress(Exception):  # leave capture mode; the original error is the one to report
-                    stream.end_capture()
-                raise
-            graph = stream.end_capture()
+            stream = self._capture_stream
+            gc.collect()  # an old graph freed by the collector in the middle of a capture would break it
+            with cp.cuda.using_allocator(allocate), stream:
+                stream.begin_capture()
+                try:
+                    record()
+                except BaseException:
+                    with contextlib.suppress(Exception):  # leave capture mode; the original error is the one to report
+                        stream.end_capture()
+                    raise
+                graph = stream.end_capture()
         return graph, kept
+
+    def launch_graph(self, graph):
+        """Replay a graph ``capture_graph`` made, on this GPU's current stream."""
+        with self._device():
+            graph.launch()
+
+
+CREATION = ("arange", "asarray", "empty", "empty_like", "eye", "from_dlpack", "full", "full_like", "linspace",
+            "ones", "ones_like", "zeros", "zeros_like")
+
+
+def on_device(xp, device):
+    """``xp`` with its array-creating functions run inside ``device()`` (array-api-compat ignores device= for CuPy)."""
+    namespace = types.ModuleType(xp.__name__)
+    namespace.__dict__.update(vars(xp))
+
+    def scoped(create):
+        def within(*args, **kwargs):
+            with device():
+                return create(*args, **kwargs)
+        return within
+
+    for name in CREATION:
+        if hasattr(xp, name):
+            setattr(namespace, name, scoped(getattr(xp, name)))
+    return namespace
 
 
 def nccl_module():

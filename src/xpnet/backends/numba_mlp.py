@@ -397,12 +397,13 @@ def update(P, G, S1, S2, layout, opt_code, hp, t):
 
 @jit
 def train(X, Y, order, batch_size, repeats, P, G, S1, S2, layout, alphas, loss_code, opt_code, hp, t, gradient,
-          Zbuf, Abuf, Dbuf, losses):
+          Zbuf, Abuf, Dbuf, losses, lrs):
     """``repeats`` passes over the rows of X, Y in ``order``, one training step per batch.
 
     gradient: 0 backprop, 1 forward differences, 2 central differences.
     Zbuf, Abuf, Dbuf: flat work buffers of at least Σ units × batch_size.
     losses[b] ← the loss of batch b (before its update) in the last pass.
+    lrs: the learning rate of each step of the call (a schedule's), or empty to keep hp[LR].
     Returns the optimiser's step count t (Adam's bias correction counts from 1).
     """
     n = order.shape[0]
@@ -421,6 +422,8 @@ def train(X, Y, order, batch_size, repeats, P, G, S1, S2, layout, alphas, loss_c
             t += 1
             losses[b] = batch_gradient(X, Y, order, start, m, repeat == 0 or n_batches > 1, P, G, layout, alphas,
                                        loss_code, hp, gradient, Z, A, D)
+            if lrs.shape[0] > 0:
+                hp[LR] = lrs[repeat * n_batches + b]
             update(P, G, S1, S2, layout, opt_code, hp, t)
     return t
 

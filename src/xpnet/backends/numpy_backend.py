@@ -11,6 +11,7 @@ def probe():
 
 class NumpyBackend(Backend):
     name = "numpy"
+    dlpack_device = (1, 0)  # the CPU: torch CPU tensors, JAX CPU arrays, ... are shared without a copy
 
     def __init__(self):
         super().__init__(np, device="cpu")

@@ -41,6 +41,9 @@ def register(subparsers):
                    help="conv: cases among conv1d,lenet5,conv64")
     p.add_argument("--torch-threads", type=int, help="PyTorch threads (default: every core)")
     p.add_argument("--no-torch", action="store_true", help="backends: leave PyTorch out")
+    p.add_argument("--twin", action=argparse.BooleanOptionalAction, default=True,
+                   help="backends: PyTorch runs net.to_torch(), xpnet's twin with the same weights, and the first-step "
+                        "losses are compared (default); --no-twin lets PyTorch initialise its own weights")
     p.add_argument("--no-c", action="store_true", help="fd-vs-bp: leave the C baselines out")
     p.add_argument("--no-cold-start", action="store_true", help="backends: leave the cold-start runs out")
     p.add_argument("--ranks", type=lambda text: [int(n) for n in _names(text)], default=[1, 2],
@@ -79,7 +82,8 @@ def run_command(args):
     if "backends" in which:
         report["backends"] = throughput.run(args.backend, sizes=args.sizes, min_time=args.min_time,
                                             repeats=args.repeats, pytorch=not args.no_torch,
-                                            torch_threads=args.torch_threads, seed=args.seed, log=log)
+                                            torch_threads=args.torch_threads, seed=args.seed, log=log,
+                                            twin=args.twin)
         tables += ["", throughput.table(report["backends"])]
         if not args.no_cold_start:
             report["cold_start"] = coldstart.run(args.backend, log=log)

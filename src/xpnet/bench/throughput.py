@@ -41,9 +41,6 @@ CASES = {
 DEFAULT_SIZES = ("tiny", "small", "medium")
 WAYS = {"step": "one step per Python call", "repeat": "step.repeat(X, y, n)",
         "epoch": "shuffled mini-batch epoch (run_epoch)"}
-TORCH_ACTIVATIONS = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "ReLU"}
-
-
 def make_net(case, backend=None, seed=0):
     """The case's MLP on ``backend`` (XOR's from Uniform(0, 1), as the articles; He/Xavier otherwise)."""
     init = Uniform(0, 1) if case["data"] == "XOR" else "auto"
@@ -150,30 +147,24 @@ def xpnet_rows(name, case, X, y, min_time, repeats, seed):
     return rows
 
 
-def torch_model(net, device):
-    """A torch.nn.Sequential equal to ``net`` (an MLP of Dense layers), with its weights."""
+def torch_model(net, device, twin=True):
+    """The PyTorch model of ``net``: its twin with the same weights (``net.to_torch()``), or with
+    PyTorch's own initialisation when ``twin`` is False."""
     import torch
 
-    modules = []
-    weights = net.get_weights()
-    dense = [layer for layer in net.layers if layer.param_names]
-    for layer, W, b in zip(dense, weights[0::2], weights[1::2]):
-        activation = layer.config()["activation"]
-        linear = torch.nn.Linear(*W.shape)
-        with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))  # torch stores (fan_out, fan_in)
-            linear.bias.copy_(torch.from_numpy(b))
-        modules.append(linear)
-        if activation != "identity":
-            modules.append(getattr(torch.nn, TORCH_ACTIVATIONS[activation])())
-    return torch.nn.Sequential(*modules).to(device)
+    model = net.to_torch()
+    if not twin:
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.reset_parameters()
+    return model.to(device)
 
 
-def torch_setup(case, X, y, seed, device):
+def torch_setup(case, X, y, seed, device, twin=True):
     """(model, loss function, X, targets, SGD optimiser) in PyTorch, from the xpnet net's initial weights."""
     import torch
 
-    model = torch_model(make_net(case, "numpy", seed), device)
+    model = torch_model(make_net(case, "numpy", seed), device, twin)
     X = torch.from_numpy(np.asarray(X, dtype=np.float32)).to(device)
     if case["loss"] == "mse":
         loss_fn, T = torch.nn.MSELoss(), torch.from_numpy(np.asarray(y, dtype=np.float32)).to(device)
@@ -182,11 +173,11 @@ def torch_setup(case, X, y, seed, device):
     return model, loss_fn, X, T, torch.optim.SGD(model.parameters(), lr=case["lr"])
 
 
-def torch_rows(case, X, y, min_time, repeats, seed, device):
+def torch_rows(case, X, y, min_time, repeats, seed, device, twin=True):
     """PyTorch's eager loop timed two ways (step, epoch), and its first loss."""
     import torch
 
-    model, loss_fn, Xt, Tt, opt = torch_setup(case, X, y, seed, device)
+    model, loss_fn, Xt, Tt, opt = torch_setup(case, X, y, seed, device, twin)
     batch = case["batch"]
     Xb, Tb = Xt[:batch], Tt[:batch]
     order = torch.from_numpy(np.random.default_rng(seed).permutation(len(X))).to(device)
@@ -231,8 +222,10 @@ def first_losses(case, X, y, seed, device):
 
 
 def run(backends=None, sizes=DEFAULT_SIZES, min_time=0.2, repeats=3, pytorch=True, torch_threads=None, seed=0,
-        log=quiet):
-    """Throughput of every size on every backend (and PyTorch); returns a dict of cases and rows."""
+        log=quiet, twin=True):
+    """Throughput of every size on every backend (and PyTorch); returns a dict of cases and rows.
+
+    ``twin``: PyTorch starts from xpnet's weights (``net.to_torch()``), so both report the same first-step loss."""
     names = select_backends(backends)
     cases, rows, skipped = [], [], []
     torch_device = _torch_device(pytorch, skipped)
@@ -256,8 +249,10 @@ def run(backends=None, sizes=DEFAULT_SIZES, min_time=0.2, repeats=3, pytorch=Tru
                 mine += [dict(r, case=size) for r in xpnet_rows(name, case, X, y, min_time, repeats, seed)]
                 _log_rows(log, size, mine[-3:])
             if torch_device is not None:
-                entry["first_step_loss"] = first_losses(case, X, y, seed, torch_device)
-                mine += [dict(r, case=size) for r in torch_rows(case, X, y, min_time, repeats, seed, torch_device)]
+                if twin:
+                    entry["first_step_loss"] = first_losses(case, X, y, seed, torch_device)
+                mine += [dict(r, case=size) for r in torch_rows(case, X, y, min_time, repeats, seed, torch_device,
+                                                                twin)]
                 _log_rows(log, size, mine[-2:])
                 peer = {r["way"]: r["samples_per_s"] for r in mine if r["implementation"].startswith("pytorch")}
                 for r in mine:  # xpnet's samples/s ÷ PyTorch's, measured the same way (repeat against step)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import CheckpointError, ConfigError
 
-REGISTRY = {}
+REGISTRY: dict[str, type] = {}
 
 
 def register(cls):
@@ -52,8 +52,8 @@ class Layer:
     - ``self.backend`` / ``self.xp`` / ``self.dtype``: set by the network before ``build``.
     """
 
-    param_names = ()
-    buffer_names = ()
+    param_names: tuple[str, ...] = ()
+    buffer_names: tuple[str, ...] = ()
     stochastic = False
 
     def __init__(self):

@@ -34,7 +34,7 @@ class Dropout(Layer):
 
     def seed(self, seed):
         """Restart the mask generator from ``seed`` (fit(seed=) calls this)."""
-        self.rng = np.random.default_rng(seed) if self.backend is None else self.backend.rng(seed)
+        self.rng = np.random.default_rng(seed) if self.backend is None else self.backend.rng(seed, reuse=self.rng)
 
     def fused_op(self):
         return None if self.stochastic else ("identity",)

@@ -30,7 +30,8 @@ class GraphStep(PlainStep):
     graph's input buffers and launches the graph on the current stream. A
     failed capture falls back to the plain step for good (the repr says why);
     a shape too large for graph kernels (graphs="auto") uses the plain step.
-    Replacing the parameters, the optimiser state or its settings recaptures.
+    Replacing the parameters, the optimiser state or its settings recaptures; the
+    learning rate is a 0-d device array the graph reads, so a schedule does not.
     """
 
     fallback = "no CUDA graph"
@@ -58,8 +59,10 @@ class GraphStep(PlainStep):
         if backend.graphs is True:
             warnings.warn(f"CUDA graphs were asked for but {reason}; using the plain step", stacklevel=4)
 
-    def __init__(self, net, loss, optimizer, **options):
-        super().__init__(net, loss, optimizer, **options)
+    def __init__(self, net, loss, optimizer, gradient="backprop", max_norm=None, clip_norm=None, eps=1e-3,
+                 method="central"):
+        super().__init__(net, loss, optimizer, gradient=gradient, max_norm=max_norm, clip_norm=clip_norm, eps=eps,
+                         method=method)
         self.backend = net.backend
         self.backend.activate()
         self.entries = {}  # (X shape, T shape) → _Graph, or None for shapes that use the plain step
@@ -124,6 +127,8 @@ class _Graph:
         self.loss = xp.zeros((), dtype=X.dtype, device=backend.device)
         self.counter = xp.zeros((), dtype=xp.float64, device=backend.device)  # Adam's t, for replays
         self.counter_steps = None  # the optimizer.steps that counter holds
+        self.lr = xp.zeros((), dtype=X.dtype, device=backend.device)  # the update kernels read the rate here
+        self.lr_value = None  # the rate lr holds
         self.source = None  # the (X, T) last copied in
         self.graph, self.memory, self.grads, self.binding = None, [], None, None
 
@@ -133,7 +138,7 @@ class _Graph:
         arrays = list(self.owner.net.parameters())
         for name in sorted(opt.state or {}):
             arrays += opt.state[name]
-        return arrays, opt.config()
+        return arrays, {k: v for k, v in opt.config().items() if k != "lr"}
 
     def current(self):
         """False once the arrays or settings the graph was built on have been replaced."""
@@ -148,11 +153,13 @@ class _Graph:
         owner, opt = self.owner, self.owner.optimizer
         steps = opt.steps
         self.counter += 1.0
+        owner.runtime_lr = self.lr
         with self.backend.graph_kernels(self.counter):
             try:
                 loss = PlainStep.step(owner, self.X, self.T)
             finally:
                 opt.steps = steps  # the caller counts the step once it has really run
+                owner.runtime_lr = None
         self.loss[...] = loss
         self.grads = [(layer, dict(layer.grads)) for layer in owner.net.layers]  # the arrays the graph writes
 
@@ -164,6 +171,10 @@ class _Graph:
             self.source = (X, T)
         if self.counter_steps != opt.steps:
             self.counter[...] = float(opt.steps)  # a device fill, no copy
+        rate = opt.lr
+        if rate != self.lr_value:  # a schedule's new rate: one device fill, never a recapture
+            self.lr[...] = rate
+            self.lr_value = rate
         if self.graph is None and self.binding is not None:  # warmed up: capture now
             try:
                 self.graph, self.memory = self.backend.capture_graph(self.record)
@@ -173,7 +184,7 @@ class _Graph:
             self.record()  # the warm-up step, run eagerly; it creates the optimiser state a graph needs
             self.binding = self._binding()
         else:
-            self.graph.launch()
+            self.backend.launch_graph(self.graph)
             for layer, grads in self.grads:  # the graph's gradient arrays hold this step's gradients
                 layer.grads = dict(grads)
         opt.steps += 1

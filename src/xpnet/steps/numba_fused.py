@@ -69,6 +69,7 @@ class FusedMLPStep(Step):
         self.P, self.G, self.S1, self.S2 = (np.zeros(n_params, dtype=dtype) for _ in range(4))
         self.views = self.state_views = None
         self.hp = np.zeros(mlp.N_HP)
+        self.no_rates = np.zeros(0)
         self.hp[mlp.MAX_NORM] = max_norm or 0.0
         self.hp[mlp.CLIP_NORM] = clip_norm or 0.0
         self.hp[mlp.FD_EPS] = eps
@@ -133,8 +134,16 @@ class FusedMLPStep(Step):
         Z, A, D = self._buffers(min(batch_size, order.shape[0]))
         self.optimizer.steps = self._compiled(batch_size).train(X, T, order, batch_size, repeats, self.P, self.G, self.S1, self.S2,
                                          self.layout, self.alphas, self.loss_code, self.opt_code, self.hp,
-                                         self.optimizer.steps, self.gradient_code, Z, A, D, losses)
+                                         self.optimizer.steps, self.gradient_code, Z, A, D, losses,
+                                         self._rates(n_batches * repeats))
         return losses
+
+    def _rates(self, n_steps):
+        """The rate of each of the next n_steps steps when a schedule sets them (read by the compiled loop), else none."""
+        opt = self.optimizer
+        if opt.schedule is None or not opt.schedule.per_step:
+            return self.no_rates
+        return np.array([opt.schedule(opt.steps + k) for k in range(n_steps)], dtype=np.float64)
 
     # ---- the step interface (as PlainStep) ---------------------------------------------
 

@@ -21,6 +21,7 @@ class PlainStep(Step):
     """
 
     kind = "plain layer-by-layer step"
+    runtime_lr = None  # a 0-d device array the update reads instead of optimizer.lr (while a CUDA graph records)
 
     def __init__(self, net, loss, optimizer, gradient="backprop", max_norm=None, clip_norm=None, eps=1e-3,
                  method="central"):
@@ -65,7 +66,7 @@ class PlainStep(Step):
         backend, params = self.net.backend, self.net.parameters()
         if self.clip_norm is not None:  # after any averaging over ranks: the clip sees the whole batch's gradient
             grads = backend.clip_grad_norm(grads, self.clip_norm)
-        self.optimizer.step(backend, params, grads)
+        self.optimizer.step(backend, params, grads, lr=self.runtime_lr)
         if self.max_norm is not None:
             for i in self.weight_index:
                 backend.max_norm(params[i], self.max_norm)

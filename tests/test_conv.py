@@ -499,3 +499,17 @@ def test_the_conv_benchmark_counts_the_im2col_products_and_matches_torchs_first_
         theirs = torch.nn.CrossEntropyLoss()(conv.torch_model(case, 0)(torch.from_numpy(X)),
                                              torch.from_numpy(np.asarray(y, dtype=np.int64))).item()
         assert ours == pytest.approx(theirs, rel=1e-5)
+
+
+@pytest.mark.parametrize("stack", list(TRAJECTORY_STACKS))
+def test_onnx_export_of_a_convnet_gives_predicts_outputs(stack, tmp_path):
+    pytest.importorskip("onnx", reason="the export needs onnx (pip install 'xpnet[onnx]')")
+    ort = pytest.importorskip("onnxruntime", reason="running the export needs onnxruntime (pip install 'xpnet[onnx]')")
+    make, shape = TRAJECTORY_STACKS[stack]
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((10, *shape)).astype(np.float32), rng.integers(0, 3, 10)
+    net = xn.Sequential(make(), input_shape=shape, seed=0)
+    net.fit(X, y, loss="softmax_ce", optimizer="adam", epochs=3, batch_size=5, progress=False)  # running stats move
+    net.export_onnx(tmp_path / "c.onnx")
+    got = ort.InferenceSession(str(tmp_path / "c.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": X})[0]
+    np.testing.assert_allclose(got, net.predict(X), rtol=1e-4, atol=1e-5)

@@ -6,6 +6,10 @@
 2. 2-16-16-2, batch 32, replayed from a CUDA graph: xpnet over PyTorch eager (goal ≥ 3).
 3. 4096-4096-4096-4096, batch 4096: the time the step's matrix products take at the cuBLAS sgemm
    rate measured in this run (2·m·n·k FLOPs per product) over the step's time (goal ≥ 0.70).
+4.–6. The convnets of `xpnet bench conv` (xpnet/bench/conv.py): a small 1-D convnet, LeNet-5 on
+   (1, 28, 28) batch 64, and a 64→64 3×3 conv on 32×32 batch 32, each xpnet steps/s over PyTorch
+   eager CUDA steps/s (goal ≥ 1), and for the 64→64 conv the im2col products at the sgemm rate
+   over the step's time (goal ≥ 0.70).
 
 Every step is one SGD-with-momentum update on softmax cross-entropy with ReLU hidden layers,
 float32, same shapes on both sides; times are the best of 3 rounds after warm-up, with the device
@@ -20,6 +24,7 @@ import time
 import numpy as np
 
 import xpnet as xn
+from xpnet.validation import prepare
 
 
 def timed(fn, synchronize, repeats, rounds=3, warmup=3):
@@ -81,6 +86,66 @@ def product_flops(sizes, batch):
                for i, (fan_in, fan_out) in enumerate(zip(sizes, sizes[1:])))
 
 
+def conv_step(case):
+    """(call, synchronize) of one xpnet training step of a `xpnet bench conv` case on the GPU."""
+    from xpnet.bench import conv
+
+    backend = xn.get_backend("cupy", graphs=False)
+    net = conv.make_net(case, backend)
+    X, y = conv.make_data(case)
+    loss = xn.losses.get(case["loss"])
+    X, T = prepare(net, loss, X, y)
+    step = net.compile(loss, xn.optim.SGD(case["lr"]))
+    return (lambda: step.step(X, T)), backend.synchronize
+
+
+def torch_conv_step(case):
+    """The same case in PyTorch eager mode on the GPU, or None when PyTorch has no CUDA here."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    from xpnet.bench import conv
+
+    model = conv.torch_model(case, 0).cuda()
+    X, y = conv.make_data(case)
+    X = torch.from_numpy(X).cuda()
+    if case["loss"] == "mse":
+        loss_fn, T = torch.nn.MSELoss(), torch.from_numpy(y).cuda()
+    else:
+        loss_fn, T = torch.nn.CrossEntropyLoss(), torch.from_numpy(np.asarray(y, dtype=np.int64)).cuda()
+    optimizer = torch.optim.SGD(model.parameters(), lr=case["lr"])
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(X), T).backward()
+        optimizer.step()
+
+    return step, torch.cuda.synchronize
+
+
+def conv_rows(scale):
+    """The three convnet rows (steps/s against PyTorch) and the 64→64 conv's sgemm fraction."""
+    from xpnet.bench import conv
+
+    rows = []
+    for name, repeats in (("conv1d", 500), ("lenet5", 300), ("conv64", 50)):
+        case = conv.CASES[name]
+        call, sync = conv_step(case)
+        seconds = timed(call, sync, max(1, int(repeats * scale)))
+        peer = torch_conv_step(case)
+        theirs = None if peer is None else 1.0 / timed(*peer, max(1, int(repeats * scale)))
+        rows.append(row(f"conv {name} b{case['batch']} steps/s", 1.0 / seconds, theirs, "PyTorch eager CUDA", 1.0))
+        if name == "conv64":
+            flops = sum(2 * m * k * n for m, k, n, _, _ in conv.products(case))
+            ideal = flops / sgemm_rate(4096, max(1, int(50 * scale)))
+            rows.append(row("conv conv64: sgemm-time / step-time", ideal / seconds, 1.0, "cuBLAS sgemm, this run",
+                            0.70))
+    return rows
+
+
 def sgemm_rate(n, repeats):
     """FLOP/s of cupy.matmul on two n×n float32 matrices (cuBLAS sgemm)."""
     import cupy
@@ -138,6 +203,7 @@ def main(argv=None):
     ideal = product_flops(sizes, batch) / sgemm_rate(4096, max(1, int(50 * scale)))
     rows.append(row("4096-wide MLP b4096: sgemm-time / step-time", ideal / seconds, 1.0, "cuBLAS sgemm, this run",
                     0.70))
+    rows += conv_rows(scale)
     print(report(rows))
     return 0
 

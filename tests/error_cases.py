@@ -198,6 +198,32 @@ CASES = [
       E.ShapeError, ValueError, "0.W must have shape (2, 3), got (3, 2)"),
     C("Names and layers", "set_weights with NaN", "net.set_weights([w * np.nan for w in net.get_weights()])",
       E.DataError, ValueError, "0.W must be finite"),
+    # ---- convolution, pooling and normalisation layers ---------------------------------------------
+    C("Conv layers", "wrong rank for a Conv2D", "xn.Sequential([xn.layers.Conv2D(4, 3)], input_shape=(1, 8))",
+      E.ShapeError, ValueError, "layer 0 (Conv2D) cannot take input of shape (1, 8): Conv2D takes samples of shape "
+      "(channels, height, width), got (1, 8) (2-D; 3-D expected)"),
+    C("Conv layers", "a kernel larger than the image", "xn.Sequential([xn.layers.Conv2D(4, 5)], input_shape=(1, 3, 3))",
+      E.ShapeError, ValueError, "layer 0 (Conv2D) cannot take input of shape (1, 3, 3): Conv2D: a window spanning "
+      "(5, 5) does not fit in the input (3, 3) with padding (0, 0)"),
+    C("Conv layers", "a pooling window larger than the signal",
+      "xn.Sequential([xn.layers.MaxPool1D(4)], input_shape=(2, 3))", E.ShapeError, ValueError,
+      "MaxPool1D: a window spanning (4,) does not fit in the input (3,) with padding (0,)"),
+    C("Conv layers", "channel mismatch", "xn.Sequential([xn.layers.Conv1D(4, 3, in_channels=3)], input_shape=(2, 10))",
+      E.ShapeError, ValueError, "layer 0 (Conv1D) cannot take input of shape (2, 10): Conv1D expects 3 input channels "
+      "(in_channels), got input shape (2, 10)"),
+    C("Conv layers", "padding as large as the kernel", "xn.layers.Conv2D(4, 3, padding=3)", E.ConfigError, ValueError,
+      "Conv2D padding 3 must be smaller than the kernel's span (3, 3) (kernel_size 3, dilation 1)"),
+    C("Conv layers", "pooling padding over half the window", "xn.layers.MaxPool2D(2, padding=2)", E.ConfigError,
+      ValueError, "MaxPool2D padding 2 must be at most half of kernel_size 2 (as in PyTorch)"),
+    C("Conv layers", "a non-integer kernel size", "xn.layers.Conv2D(4, 2.5)", E.ConfigError, ValueError,
+      "Conv2D kernel_size must be a positive integer or a pair of them, got 2.5"),
+    C("Conv layers", "a pair for a 1-D layer", "xn.layers.Conv1D(4, 3, stride=(1, 2))", E.ConfigError, ValueError,
+      "Conv1D stride must be a positive integer, got (1, 2)"),
+    C("Conv layers", "BatchNorm on 4-D samples", "xn.Sequential([xn.layers.BatchNorm()], input_shape=(1, 2, 2, 2))",
+      E.ShapeError, ValueError, "BatchNorm takes samples of shape (C,), (C, L) or (C, H, W), got (1, 2, 2, 2)"),
+    C("Conv layers", "BatchNorm training on one value per channel",
+      "xn.Sequential([xn.layers.BatchNorm()], input_shape=(3,)).fit(np.ones((1, 3)), np.ones((1, 3)))", E.ShapeError,
+      ValueError, "BatchNorm needs more than 1 value per channel in training, got a batch of shape (1, 3)"),
     # ---- backends and devices --------------------------------------------------------------------
     C("Backends and devices", "a backend that is not installed", 'xn.use("cupy")', E.BackendUnavailableError,
       ImportError, "To fix: pip install -e '.[cuda13]'", needs=("no cupy",), exact=False),

@@ -38,3 +38,12 @@ def test_the_xpnet_side_of_a_target_runs_on_the_fake_gpu(fake_cupy):
     call, synchronize, step = cuda_targets.xpnet_step([4, 8, 3], 6, graphs=False)
     assert cuda_targets.timed(call, synchronize, repeats=2, rounds=1, warmup=1) > 0
     assert step.optimizer.steps == 3 and fake_cupy.calls["synchronize"] == 2
+
+
+def test_the_conv_rows_run_on_the_fake_gpu(fake_cupy):
+    from xpnet.bench import conv
+
+    case = dict(conv.CASES["conv1d"], batch=4)
+    call, synchronize = cuda_targets.conv_step(case)
+    assert cuda_targets.timed(call, synchronize, repeats=1, rounds=1, warmup=1) > 0
+    assert cuda_targets.torch_conv_step(case) is None or xn.backends.unavailable_reason("cupy") is None

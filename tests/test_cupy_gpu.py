@@ -19,6 +19,8 @@ from test_cupy_backend import (  # noqa: E402,F401
     test_a_fit_on_the_gpu_matches_numpy, test_a_model_saved_on_the_gpu_loads_on_a_cpu_only_backend,
     test_layer_kernels_match_the_base_kernels, test_softmax_cross_entropy_matches_the_base_kernel,
     test_update_kernels_match_the_base_kernels)
+from test_conv import (  # noqa: E402,F401
+    test_a_convnet_on_the_gpu_matches_numpy, test_cupy_kernels_match_the_base_kernels)
 
 
 @pytest.fixture

@@ -41,6 +41,6 @@ def test_an_unsupported_layer_is_named(tmp_path):
         def forward(self, x, training=False):
             return x / 2, lambda grad_y, need_grad_x=True: grad_y / 2
 
-    with pytest.raises(xn.errors.ConfigError, match=r"layer 1 \(Halve\) has no ONNX export; export_onnx maps Dense"):
+    with pytest.raises(xn.errors.ConfigError, match=r"layer 1 \(Halve\) has no ONNX export; export_onnx maps .*Dense"):
         xn.Sequential([xn.layers.Dense(2, 2), Halve()]).export_onnx(tmp_path / "h.onnx")
     assert list(tmp_path.iterdir()) == []

@@ -9,7 +9,8 @@ True
 """
 __version__ = "0.2.0.dev0"
 
-from . import backends, callbacks, datasets, distributed, errors, init, layers, losses, optim, schedules  # noqa: E402
+from . import backends, callbacks, datasets, distributed, errors, init, layers, losses, models, optim  # noqa: E402
+from . import schedules  # noqa: E402
 from .backends import get_backend, use  # noqa: E402
 from .backends.base import to_dlpack  # noqa: E402
 from .gradients import backprop, finite_difference, gradcheck  # noqa: E402
@@ -22,4 +23,4 @@ from .training import History  # noqa: E402
 
 __all__ = ["MLP", "Sequential", "Perceptron", "EarlyStopping", "History", "backends", "backprop", "callbacks",
            "datasets", "distributed", "errors", "finite_difference", "from_torch", "get_backend", "gradcheck", "init",
-           "layers", "load", "losses", "optim", "schedules", "to_dlpack", "trace", "use", "__version__"]
+           "layers", "load", "losses", "models", "optim", "schedules", "to_dlpack", "trace", "use", "__version__"]

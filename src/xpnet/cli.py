@@ -6,6 +6,7 @@ backprop and finite differences disagree.
 """
 import argparse
 import importlib.metadata
+import math
 import os
 import sys
 import time
@@ -129,6 +130,7 @@ def cmd_train(args):
 
         plot.require()
     X, y, loss, n_classes = load_data(args.data, args.seed, args.mnist_path)
+    image = image_shape(args.data, X) if args.model == "lenet" else None
     layers = args.layers or [X.shape[1], 16, 16, n_classes or y.shape[1]]
     if layers[0] != X.shape[1]:
         raise errors.ShapeError(f"--layers starts with {layers[0]} inputs, the data has {X.shape[1]} features")
@@ -139,7 +141,12 @@ def cmd_train(args):
         train, val, test = datasets.train_val_test_split(X, y, val=0.15, test=0.15, seed=args.seed)
         scaler = datasets.Standardizer().fit(train[0])
         train, val, test = [(scaler.transform(a), b) for a, b in (train, val, test)]
-    net = xn.MLP(layers, activation=args.activation, seed=args.seed, backend=args.backend)
+    if image is None:
+        net = xn.MLP(layers, activation=args.activation, seed=args.seed, backend=args.backend)
+    else:  # the same standardised pixels, as (samples, 1, height, width) images
+        train, val, test = [(a.reshape(-1, *image), b) for a, b in (train, val, test)]
+        net = xn.models.lenet(image, classes=n_classes, activation=args.activation, seed=args.seed,
+                              backend=args.backend)
     optimizer = xn.optim.get(args.optimizer, lr=args.lr)
     _say(f"xpnet {__version__}: {args.data}, {len(train[0])} training samples, {net.summary().splitlines()[0]}")
     batch_size = min(args.batch_size, len(train[0]))  # xor has 4 samples: full batch, no warning
@@ -164,6 +171,14 @@ def cmd_train(args):
         plot.training(net, history, X, y, path=args.plot, transform=scaler.transform if scaler else None)
         _say(f"wrote {args.plot}")
     return 0
+
+
+def image_shape(data, X):
+    """(1, side, side) for the square grey images of digits and mnist; ConfigError for other data."""
+    side = math.isqrt(X.shape[1])
+    if data not in ("digits", "mnist") or side * side != X.shape[1]:
+        raise errors.ConfigError(f"--model lenet takes images (--data digits or mnist), got --data {data}")
+    return (1, side, side)
 
 
 def cmd_predict(args):
@@ -221,6 +236,13 @@ def cmd_gradcheck(args):
 def cmd_explain(args):
     import xpnet as xn
 
+    if args.model == "lenet":  # one 8×8 digit through xn.models.lenet: the conv layers' z, δ and ∂W
+        X, target = datasets.digits(images=True)
+        net = xn.models.lenet((1, 8, 8), activation=args.activation, dtype="float64", seed=args.seed,
+                              backend=args.backend)
+        print(f"digit {args.sample} of the digits data (an 8×8 image, class {target[args.sample]})\n")
+        print(xn.trace(net, "softmax_ce", X[args.sample:args.sample + 1] / 16.0, target[args.sample:args.sample + 1]))
+        return 0
     output = args.output_activation or ("sigmoid" if args.loss in ("mse", "bce") else "identity")
     net = xn.MLP(args.layers, activation=args.activation, output_activation=output, init=args.init,
                  dtype="float64", seed=args.seed, backend=args.backend)
@@ -325,6 +347,8 @@ def build_parser():
     train.add_argument("--data", default="spirals", help=f"one of {', '.join(DATASETS)}, or a CSV path "
                                                          "(last column = class label); default spirals")
     train.add_argument("--mnist-path", help="folder with the MNIST IDX files (for --data mnist)")
+    train.add_argument("--model", default="mlp", choices=("mlp", "lenet"),
+                       help="mlp (default; sized by --layers) or lenet, the convnet of xn.models.lenet (images only)")
     train.add_argument("--layers", type=_int_list, help="layer sizes, e.g. 2,16,16,2 (default: inputs,16,16,classes)")
     train.add_argument("--activation", default="tanh", help="hidden activation (default tanh)")
     train.add_argument("--optimizer", default="adam", help="sgd, rmsprop or adam (default adam)")
@@ -364,7 +388,10 @@ def build_parser():
     _net_arguments(explain, [2, 2, 1], "sigmoid", "mse")
     explain.add_argument("--output-activation", help="default sigmoid for mse and bce, identity otherwise")
     explain.add_argument("--init", default="auto", help="weight initialiser (default auto)")
-    explain.add_argument("--sample", type=int, default=1, help="which XOR point, 0-3 (default 1: (0, 1) → 1)")
+    explain.add_argument("--sample", type=int, default=1, help="which XOR point, 0-3 (default 1: (0, 1) → 1); "
+                                                               "with --model lenet, which digit image")
+    explain.add_argument("--model", default="mlp", choices=("mlp", "lenet"),
+                         help="mlp (default, sized by --layers) or lenet on one digit image")
     explain.set_defaults(func=cmd_explain)
 
     export = sub.add_parser("export", help="write a saved model as ONNX (needs pip install -e '.[onnx]')")

@@ -65,15 +65,19 @@ def moons(n=1000, noise=0.1, seed=0):
     return X + rng.normal(0.0, noise, (n, 2)), y
 
 
-def digits():
-    """scikit-learn's bundled 8×8 digits: 1797 samples, 64 features in [0, 16], 10 classes."""
+def digits(images=False):
+    """scikit-learn's bundled 8×8 digits: 1797 samples, 64 features in [0, 16], 10 classes.
+
+    ``images=True`` gives X as (1797, 1, 8, 8) images, channels first, for convolutional layers.
+    """
     try:
         from sklearn.datasets import load_digits
     except ImportError:
         raise BackendUnavailableError("the digits data set comes with scikit-learn: pip install -e '.[sklearn]'") \
             from None
     data = load_digits()
-    return data.data.astype(np.float64), data.target.astype(np.int64)
+    X = data.data.astype(np.float64)
+    return X.reshape(-1, 1, 8, 8) if images else X, data.target.astype(np.int64)
 
 
 MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -98,12 +102,12 @@ def read_idx(path):
     return body.reshape(shape)
 
 
-def mnist(path, split="train"):
+def mnist(path, split="train", images=False):
     """MNIST from IDX files you already have in folder ``path`` (no download).
 
     Returns X (n, 784) scaled to [0, 1] and y (n,) labels. The folder must hold
     ``train-images-idx3-ubyte``/``train-labels-idx1-ubyte`` (or ``t10k-...`` for
-    split="test"), each plain or with a ``.gz`` suffix.
+    split="test"), each plain or with a ``.gz`` suffix. ``images=True`` gives X as (n, 1, 28, 28).
     """
     if split not in MNIST_FILES:
         raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
@@ -114,10 +118,11 @@ def mnist(path, split="train"):
             raise DataError(f"MNIST file {stem} (or {stem}.gz) not found in {os.path.abspath(path)}; put the four IDX "
                             f"files from the MNIST distribution there: {', '.join(sum(MNIST_FILES.values(), ()))}")
         arrays.append(read_idx(found[0]))
-    images, labels = arrays
-    if len(images) != len(labels):
-        raise DataError(f"MNIST {split}: {len(images)} images but {len(labels)} labels")
-    return images.reshape(len(images), -1).astype(np.float64) / 255.0, labels.astype(np.int64)
+    pixels, labels = arrays
+    if len(pixels) != len(labels):
+        raise DataError(f"MNIST {split}: {len(pixels)} images but {len(labels)} labels")
+    X = pixels.reshape(len(pixels), -1).astype(np.float64) / 255.0
+    return X.reshape(-1, 1, 28, 28) if images else X, labels.astype(np.int64)
 
 
 # ---- preprocessing -------------------------------------------------------------------

@@ -192,6 +192,8 @@ class DataParallel:
         self.transport = self._agree_on_transport(transport)
         with self.guard():  # NCCL's setup is collective: a rank that fails there must not leave the others waiting
             self.allreduce = net.backend.allreducer(self.comm, self.transport)
+        # Layers whose statistics span the batch (BatchNorm) sum them over the ranks in every pass.
+        self.synchronised = [i for i, layer in enumerate(net.layers) if layer.synchronise(self.allreduce)]
 
     def __repr__(self):
         return f"<DataParallel rank {self.rank} of {self.size}, transport={self.transport!r}, net={self.net!r}>"

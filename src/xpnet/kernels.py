@@ -186,3 +186,16 @@ def adam(xp, param, g, m, v, lr, beta1, beta2, eps, bias1, bias2):
     m = beta1 * m + (1.0 - beta1) * g
     v = beta2 * v + (1.0 - beta2) * g * g
     return param - lr * (m / bias1) / (xp.sqrt(v / bias2) + eps), m, v
+
+
+# Batch normalisation, per channel: mean, inv_std, gamma and beta broadcast against x.
+
+def batch_norm(xp, x, mean, inv_std, gamma, beta):
+    """x̂ = (x − μ) / √(σ² + ε), y = γ x̂ + β; returns (x̂, y)."""
+    xhat = (x - mean) * inv_std
+    return xhat, gamma * xhat + beta
+
+
+def batch_norm_grad(xp, grad_y, xhat, inv_std, gamma, mean_dy, mean_dy_xhat):
+    """∂C/∂x = γ/σ · (∂C/∂y − mean(∂C/∂y) − x̂ · mean(∂C/∂y · x̂)), the means over the batch (norm.py derives it)."""
+    return gamma * inv_std * (grad_y - mean_dy - xhat * mean_dy_xhat)

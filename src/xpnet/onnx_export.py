@@ -36,12 +36,73 @@ def _reshape(onnx, layer, i, x, out, weights):
     return [onnx.helper.make_node("Reshape", [x, f"{i}.shape"], [out])], [shape]
 
 
+def _per_axis(value, ndim):
+    """A window argument from a layer's config (an int for 1-D layers, a list for 2-D) as one int per axis."""
+    return [value] * ndim if isinstance(value, int) else list(value)
+
+
+def _conv(onnx, layer, i, x, out, weights):
+    helper = onnx.helper
+    W, b = weights(layer.params["W"]), weights(layer.params["b"])  # W (C_out, C_in, k...): ONNX's layout too
+    initializers = [onnx.numpy_helper.from_array(W, f"{i}.W"), onnx.numpy_helper.from_array(b, f"{i}.b")]
+    config, ndim = layer.config(), W.ndim - 2
+    z = out if config["activation"] == "identity" else f"{i}.z"
+    nodes = [helper.make_node("Conv", [x, f"{i}.W", f"{i}.b"], [z], kernel_shape=list(W.shape[2:]),
+                              strides=_per_axis(config["stride"], ndim),
+                              pads=_per_axis(config["padding"], ndim) * 2,  # begins, then ends
+                              dilations=_per_axis(config["dilation"], ndim))]
+    if config["activation"] != "identity":
+        nodes += _activation(helper, config["activation"], config["alpha"], z, out)
+    return nodes, initializers
+
+
+def _pool(op):
+    def export(onnx, layer, i, x, out, weights):
+        config, ndim = layer.config(), len(layer.input_shape) - 1
+        extra = {"count_include_pad": 1} if op == "AveragePool" else {}  # padding counts as zeros, as xpnet's
+        return [onnx.helper.make_node(op, [x], [out], kernel_shape=_per_axis(config["kernel_size"], ndim),
+                                      strides=_per_axis(config["stride"], ndim),
+                                      pads=_per_axis(config["padding"], ndim) * 2, **extra)], []
+
+    return export
+
+
+def _global_avg_pool(onnx, layer, i, x, out, weights):
+    helper = onnx.helper
+    return [helper.make_node("GlobalAveragePool", [x], [f"{i}.pooled"]),  # (N, C, 1, ...)
+            helper.make_node("Flatten", [f"{i}.pooled"], [out], axis=1)], []
+
+
+def _batch_norm(onnx, layer, i, x, out, weights):
+    arrays = {"gamma": layer.params["gamma"], "beta": layer.params["beta"],
+              "running_mean": layer.buffers["running_mean"], "running_var": layer.buffers["running_var"]}
+    initializers = [onnx.numpy_helper.from_array(weights(a), f"{i}.{name}") for name, a in arrays.items()]
+    return [onnx.helper.make_node("BatchNormalization", [x, *(f"{i}.{name}" for name in arrays)], [out],
+                                  epsilon=layer.config()["eps"])], initializers
+
+
+def _layer_norm(onnx, layer, i, x, out, weights):
+    initializers = [onnx.numpy_helper.from_array(weights(layer.params[name]), f"{i}.{name}")
+                    for name in ("gamma", "beta")]
+    return [onnx.helper.make_node("LayerNormalization", [x, f"{i}.gamma", f"{i}.beta"], [out], axis=1,
+                                  epsilon=layer.config()["eps"])], initializers
+
+
 # layer type → function (onnx, layer, index, input name, output name, to_host) giving (nodes, initializers)
 TO_ONNX = {
     "Dense": _dense,
     "Dropout": lambda onnx, layer, i, x, out, w: ([onnx.helper.make_node("Identity", [x], [out])], []),
     "Flatten": lambda onnx, layer, i, x, out, w: ([onnx.helper.make_node("Flatten", [x], [out], axis=1)], []),
     "Reshape": _reshape,
+    "Conv1D": _conv,
+    "Conv2D": _conv,
+    "MaxPool1D": _pool("MaxPool"),
+    "MaxPool2D": _pool("MaxPool"),
+    "AvgPool1D": _pool("AveragePool"),
+    "AvgPool2D": _pool("AveragePool"),
+    "GlobalAvgPool": _global_avg_pool,
+    "BatchNorm": _batch_norm,
+    "LayerNorm": _layer_norm,
 }
 
 

@@ -30,7 +30,8 @@ class LayerTrace:
     Every layer: ``x`` (its input; a⁰ = the network's input), ``y`` (its output),
     ``grad_y`` (∂C/∂y, from the loss or the layer above) and ``grad_<param>``
     (∂C/∂θ) for each parameter. A Dense layer also has ``z``, ``a`` (= y),
-    ``grad_a`` (= grad_y) and ``delta`` (∂C/∂z).
+    ``grad_a`` (= grad_y) and ``delta`` (∂C/∂z); so does a convolution (``conv`` True), whose
+    z and δ have the shape of its output, (samples, channels, ...positions).
     """
 
     def __init__(self, index, position, layer, x, y, grad_y, grads, saved):
@@ -42,8 +43,9 @@ class LayerTrace:
             setattr(self, f"grad_{name}", value)
         for name, value in saved.items():
             setattr(self, name, value)
-        self.dense = "z" in saved and "delta" in saved
-        if self.dense:
+        weighted = "z" in saved and "delta" in saved  # a = σ(z), z from W and b: Dense or a convolution
+        self.dense, self.conv = weighted and x.ndim == 2, weighted and x.ndim > 2
+        if weighted:
             self.a, self.grad_a, self.fan_in, self.fan_out = y, grad_y, x.shape[1], y.shape[1]
 
     def gradients(self):
@@ -75,6 +77,13 @@ class Trace:
                  *_row("", "a⁰ = x (the input)", self.layers[0].x)]
         for t in self.layers:
             l, below = _sup(t.index), _sup(t.index - 1)
+            if t.conv:
+                kernel = "×".join(map(str, t.grad_W.shape[2:]))
+                lines.append(f"  layer {t.index}  {t.kind} {t.fan_in}→{t.fan_out} channels, kernel {kernel}, "
+                             f"σ = {t.activation}")
+                lines += _row("", f"z{l} = W{l} ∗ a{below} + b{l}", t.z)
+                lines += _row("", f"a{l} = {t.activation}(z{l})", t.a)
+                continue
             if not t.dense:
                 lines.append(f"  layer {t.index}  {t.name}")
                 lines += _row("", f"a{l} = f(a{below})", t.y)
@@ -88,6 +97,12 @@ class Trace:
         for t in reversed(self.layers):
             l, below, above = _sup(t.index), _sup(t.index - 1), _sup(t.index + 1)
             lines.append(f"  layer {t.index}")
+            if t.conv:
+                lines += _row("", f"∂C/∂a{l}", t.grad_a)
+                lines += _row("BP2", f"δ{l} = ∂C/∂a{l} ⊙ σ'(z{l})", t.delta)
+                lines += _row("BP3", f"∂C/∂b{l} = Σ δ{l} (samples, positions)", t.grad_b)
+                lines += _row("BP4", f"∂C/∂W{l} = δ{l} ⋆ a{below} (im2col: δ colsᵀ)", t.grad_W)
+                continue
             if not t.dense:
                 lines += _row("", f"∂C/∂a{l}", t.grad_y)
                 lines += [row for name in t.param_names for row in _row("", f"∂C/∂{name}{l}", getattr(t, f"grad_{name}"))]

@@ -198,6 +198,107 @@ class Backend:
         z = self.matmul(x, W) + b
         return z, self.activation(z, activation, alpha)
 
+    # ---- convolution and pooling on (N, C, H, W); 1-D layers pass H = 1 -------------------
+    # kernel_size, stride, padding, dilation are (height, width) pairs of ints.
+
+    def pad(self, x, padding, value=0.0):
+        """x (N, C, H, W) with ``padding`` rows and columns of ``value`` added on every side."""
+        (ph, pw), (n, c, h, w) = padding, x.shape
+        if ph == 0 and pw == 0:
+            return x
+        padded = self.xp.full((n, c, h + 2 * ph, w + 2 * pw), value, dtype=x.dtype, device=self.device)
+        padded[:, :, ph:ph + h, pw:pw + w] = x
+        return padded
+
+    def im2col(self, x, kernel_size, stride, padding, dilation, pad_value=0.0):
+        """Columns (C·kh·kw, N·oh·ow) of x (N, C, H, W): column (n, i, j) holds the window under output (i, j).
+
+        Rows run over (c, di, dj) as a weight (C_out, C, kh, kw) flattens, so conv = W.reshape(C_out, -1) @ cols.
+        Written as kh·kw strided slices (gathers every array namespace has), stacked.
+        """
+        xp, (n, c, _, _) = self.xp, x.shape
+        (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
+        oh, ow = conv_output_shape(x.shape[2:], kernel_size, stride, padding, dilation)
+        padded = self.pad(x, padding, pad_value)
+        windows = [padded[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
+                   for i in range(kh) for j in range(kw)]  # each (N, C, oh, ow)
+        cols = xp.permute_dims(xp.stack(windows, axis=2), (1, 2, 0, 3, 4))  # (C, kh·kw, N, oh, ow)
+        return xp.reshape(cols, (c * kh * kw, n * oh * ow))
+
+    def col2im(self, cols, x_shape, kernel_size, stride, padding, dilation):
+        """The adjoint of im2col: each column entry added back where im2col read it; returns (N, C, H, W).
+
+        Overlapping windows add up: kh·kw strided slice-adds, one per kernel offset.
+        """
+        xp, (n, c, h, w) = self.xp, x_shape
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+        oh, ow = conv_output_shape((h, w), kernel_size, stride, padding, dilation)
+        cols = xp.reshape(cols, (c, kh * kw, n, oh, ow))
+        padded = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype, device=self.device)
+        for i in range(kh):
+            for j in range(kw):
+                rows, columns = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh), slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
+                padded[:, :, rows, columns] = padded[:, :, rows, columns] + \
+                    xp.permute_dims(cols[:, i * kw + j, ...], (1, 0, 2, 3))
+        return padded[:, :, ph:ph + h, pw:pw + w]
+
+    def max_pool(self, x, kernel_size, stride, padding):
+        """y = the largest value of each window (padding counts as −∞) and, as (N, C, oh, ow) integers,
+        where in the window it sits (row-major, the first of equal values); returns (y, argmax)."""
+        xp, (n, c, h, w) = self.xp, x.shape
+        oh, ow = conv_output_shape((h, w), kernel_size, stride, padding, (1, 1))
+        cols = self.im2col(xp.reshape(x, (n * c, 1, h, w)), kernel_size, stride, padding, (1, 1), -float("inf"))
+        return xp.reshape(xp.max(cols, axis=0), (n, c, oh, ow)), xp.reshape(xp.argmax(cols, axis=0), (n, c, oh, ow))
+
+    def max_pool_backward(self, grad_y, argmax, x_shape, kernel_size, stride, padding):
+        """∂C/∂x: each ∂C/∂y goes to the input that was the window's maximum; the others get 0."""
+        xp, (n, c, h, w) = self.xp, x_shape
+        window = xp.reshape(xp.arange(kernel_size[0] * kernel_size[1], device=self.device), (-1, 1))
+        hit = xp.reshape(argmax, (1, -1)) == window  # (kh·kw, N·C·oh·ow)
+        grad_cols = xp.where(hit, xp.reshape(grad_y, (1, -1)), xp.zeros((), dtype=grad_y.dtype, device=self.device))
+        grad_x = self.col2im(grad_cols, (n * c, 1, h, w), kernel_size, stride, padding, (1, 1))
+        return xp.reshape(grad_x, x_shape)
+
+    def avg_pool(self, x, kernel_size, stride, padding):
+        """y = the mean of each window, padding counted as zeros (PyTorch's count_include_pad=True)."""
+        xp, (n, c, h, w) = self.xp, x.shape
+        oh, ow = conv_output_shape((h, w), kernel_size, stride, padding, (1, 1))
+        cols = self.im2col(xp.reshape(x, (n * c, 1, h, w)), kernel_size, stride, padding, (1, 1))
+        return xp.reshape(xp.mean(cols, axis=0), (n, c, oh, ow))
+
+    def avg_pool_backward(self, grad_y, x_shape, kernel_size, stride, padding):
+        """∂C/∂x: each ∂C/∂y spread evenly, 1/(kh·kw) to every position of its window."""
+        xp, (n, c, h, w) = self.xp, x_shape
+        size = kernel_size[0] * kernel_size[1]
+        share = xp.reshape(grad_y / size, (1, -1))
+        grad_cols = xp.broadcast_to(share, (size, share.shape[1]))
+        grad_x = self.col2im(grad_cols, (n * c, 1, h, w), kernel_size, stride, padding, (1, 1))
+        return xp.reshape(grad_x, x_shape)
+
+    # ---- batch normalisation on (N, C, S): statistics per channel c, over n and s ------------
+
+    def batch_norm_statistics(self, x):
+        """Per-channel mean and biased variance of x (N, C, S), each (C,)."""
+        mean = self.xp.mean(x, axis=(0, 2))
+        centred = x - self.xp.reshape(mean, (1, -1, 1))
+        return mean, self.xp.mean(centred * centred, axis=(0, 2))
+
+    def batch_norm_forward(self, x, mean, inv_std, gamma, beta):
+        """x̂ = (x − μ)/σ and y = γ x̂ + β for x (N, C, S) and (C,) vectors; returns (y, x̂)."""
+        column = lambda v: self.xp.reshape(v, (-1, 1))  # noqa: E731 (C,) → (C, 1), broadcast over n and s
+        xhat, y = kernels.batch_norm(self.math, x, column(mean), column(inv_std), column(gamma), column(beta))
+        return y, xhat
+
+    def batch_norm_sums(self, grad_y, xhat):
+        """(Σ ∂C/∂y, Σ ∂C/∂y · x̂) per channel over n and s: ∂C/∂β and ∂C/∂γ."""
+        return self.xp.sum(grad_y, axis=(0, 2)), self.xp.sum(grad_y * xhat, axis=(0, 2))
+
+    def batch_norm_backward(self, grad_y, xhat, inv_std, gamma, mean_dy, mean_dy_xhat):
+        """∂C/∂x = γ/σ (∂C/∂y − mean_dy − x̂ · mean_dy_xhat), the (C,) means given."""
+        column = lambda v: self.xp.reshape(v, (-1, 1))  # noqa: E731
+        return kernels.batch_norm_grad(self.math, grad_y, xhat, column(inv_std), column(gamma), column(mean_dy),
+                                       column(mean_dy_xhat))
+
     # ---- losses: (value, ∂C/∂pred) ---------------------------------------------------
 
     def loss(self, name, pred, target):
@@ -335,3 +436,9 @@ class Backend:
             return flat if host is flat else self.asarray(host)
 
         return reduce
+
+
+def conv_output_shape(size, kernel_size, stride, padding, dilation):
+    """(oh, ow) of a convolution or pooling window over (h, w): ⌊(h + 2p − d(k − 1) − 1) / s⌋ + 1 per axis."""
+    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
+                 for n, k, s, p, d in zip(size, kernel_size, stride, padding, dilation))

@@ -249,9 +249,29 @@ def adam(decay):
                        ["grad", "lr", "beta1", "beta2", "eps", "bias1", "bias2", "weight_decay"], ["param", "m", "v"])
 
 
+def batch_norm():
+    """x̂ = (x − μ)·(1/σ), y = γ x̂ + β, the per-channel vectors broadcast against x."""
+
+    def body(xp, x, mean, inv_std, gamma, beta, xhat, y):
+        normalised, out = kernels.batch_norm(xp, x, mean, inv_std, gamma, beta)
+        return {"xhat": normalised, "y": out}
+
+    return elementwise("batch_norm", body, ["x", "mean", "inv_std", "gamma", "beta"], ["xhat", "y"])
+
+
+def batch_norm_grad():
+    """∂C/∂x = γ/σ (∂C/∂y − mean_dy − x̂ mean_dy_xhat): BatchNorm's three-term backward."""
+
+    def body(xp, grad_y, xhat, inv_std, gamma, mean_dy, mean_dy_xhat, grad_x):
+        return {"grad_x": kernels.batch_norm_grad(xp, grad_y, xhat, inv_std, gamma, mean_dy, mean_dy_xhat)}
+
+    return elementwise("batch_norm_grad", body, ["grad_y", "xhat", "inv_std", "gamma", "mean_dy", "mean_dy_xhat"],
+                       ["grad_x"])
+
+
 def all_specs():
     """Every kernel the backend can build, for tests and for compiling them all with nvcc."""
-    specs = [softmax_ce()]
+    specs = [softmax_ce(), batch_norm(), batch_norm_grad()]
     for activation in kernels.ACTIVATIONS:
         specs += [activation_forward(activation), bias_activation(activation), activation_backward(activation)]
     for decay in (False, True):

@@ -256,6 +256,21 @@ class CupyBackend(Backend):
 
     _LOSSES = {**Backend._LOSSES, "softmax_ce": _softmax_ce}  # type: ignore[dict-item]
 
+    # Convolution and pooling are the base kernels: im2col/col2im as strided slices, the products on cuBLAS.
+
+    def batch_norm_forward(self, x, mean, inv_std, gamma, beta):
+        column = lambda v: self.xp.reshape(v, (-1, 1))  # noqa: E731 (C,) → (C, 1), broadcast over n and s
+        xhat, y = self._run(("batch_norm",), cuda_source.batch_norm,
+                            {"x": x, "mean": column(mean), "inv_std": column(inv_std), "gamma": column(gamma),
+                             "beta": column(beta)})
+        return y, xhat
+
+    def batch_norm_backward(self, grad_y, xhat, inv_std, gamma, mean_dy, mean_dy_xhat):
+        column = lambda v: self.xp.reshape(v, (-1, 1))  # noqa: E731
+        return self._run(("batch_norm_grad",), cuda_source.batch_norm_grad,
+                         {"grad_y": grad_y, "xhat": xhat, "inv_std": column(inv_std), "gamma": column(gamma),
+                          "mean_dy": column(mean_dy), "mean_dy_xhat": column(mean_dy_xhat)})
+
     def sgd_update(self, param, grad, velocity, lr, momentum, nesterov, weight_decay):
         decay = bool(weight_decay)
         values = {"grad": grad, "lr": lr, "momentum": momentum, "weight_decay": weight_decay}

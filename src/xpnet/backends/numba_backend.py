@@ -14,9 +14,10 @@ import numpy as np
 from numba import prange
 
 from ..errors import lookup
+from . import numba_conv as conv
 from . import numba_math as M
 from . import numba_mlp as mlp
-from .base import bce_clip
+from .base import bce_clip, conv_output_shape
 from .numpy_backend import NumpyBackend
 
 PARALLEL_MIN = 1 << 16  # elements from which a prange loop pays for waking the threads
@@ -86,7 +87,7 @@ def _dot(a, b):
 
 
 _KERNELS = {f.__name__: jit_variants(f) for f in (_bias_activation, _activation, _activation_grad, _sgd_update,
-                                                  _rmsprop_update, _adam_update)}
+                                                  _rmsprop_update, _adam_update, *conv.FUNCTIONS)}
 
 
 class NumbaBackend(NumpyBackend):
@@ -176,6 +177,84 @@ class NumbaBackend(NumpyBackend):
         mlp.limit_norms(W.reshape(-1), mlp.make_layout(W.shape, ["identity"])[0], float(limit))
 
 
+    # ---- convolution, pooling, batch norm: numba_conv.py's single-pass kernels (im2col is NumPy's) --------
+
+    def col2im(self, cols, x_shape, kernel_size, stride, padding, dilation):
+        oh, ow = conv_output_shape(x_shape[2:], kernel_size, stride, padding, dilation)
+        if not _floats(cols) or cols.shape != (x_shape[1] * kernel_size[0] * kernel_size[1], x_shape[0] * oh * ow):
+            return super().col2im(cols, x_shape, kernel_size, stride, padding, dilation)  # (which says what is wrong)
+        out = np.zeros(x_shape, dtype=cols.dtype)
+        self._kernel("_col2im", cols.size)(np.ascontiguousarray(cols), *kernel_size, *stride, *padding, *dilation,
+                                           oh, ow, out)
+        return out
+
+    def max_pool(self, x, kernel_size, stride, padding):
+        if not _floats(x):
+            return super().max_pool(x, kernel_size, stride, padding)
+        shape = x.shape[:2] + conv_output_shape(x.shape[2:], kernel_size, stride, padding, (1, 1))
+        y, argmax = np.empty(shape, dtype=x.dtype), np.empty(shape, dtype=np.int64)
+        self._kernel("_max_pool", x.size)(np.ascontiguousarray(x), *kernel_size, *stride, *padding, y, argmax)
+        return y, argmax
+
+    def max_pool_backward(self, grad_y, argmax, x_shape, kernel_size, stride, padding):
+        if not _floats(grad_y):
+            return super().max_pool_backward(grad_y, argmax, x_shape, kernel_size, stride, padding)
+        grad_x = np.zeros(x_shape, dtype=grad_y.dtype)
+        self._kernel("_max_pool_backward", grad_x.size)(np.ascontiguousarray(grad_y), np.ascontiguousarray(argmax),
+                                                        *kernel_size, *stride, *padding, grad_x)
+        return grad_x
+
+    def avg_pool(self, x, kernel_size, stride, padding):
+        if not _floats(x):
+            return super().avg_pool(x, kernel_size, stride, padding)
+        shape = x.shape[:2] + conv_output_shape(x.shape[2:], kernel_size, stride, padding, (1, 1))
+        y = np.empty(shape, dtype=x.dtype)
+        self._kernel("_avg_pool", x.size)(np.ascontiguousarray(x), *kernel_size, *stride, *padding, y)
+        return y
+
+    def avg_pool_backward(self, grad_y, x_shape, kernel_size, stride, padding):
+        if not _floats(grad_y):
+            return super().avg_pool_backward(grad_y, x_shape, kernel_size, stride, padding)
+        grad_x = np.zeros(x_shape, dtype=grad_y.dtype)
+        self._kernel("_avg_pool_backward", grad_x.size)(np.ascontiguousarray(grad_y), *kernel_size, *stride,
+                                                        *padding, grad_x)
+        return grad_x
+
+    def batch_norm_statistics(self, x):
+        if not _floats(x):
+            return super().batch_norm_statistics(x)
+        mean, var = np.empty(x.shape[1], dtype=x.dtype), np.empty(x.shape[1], dtype=x.dtype)
+        self._kernel("_bn_statistics", x.size)(np.ascontiguousarray(x), mean, var)
+        return mean, var
+
+    def batch_norm_forward(self, x, mean, inv_std, gamma, beta):
+        if not _floats(x, mean, inv_std, gamma, beta):
+            return super().batch_norm_forward(x, mean, inv_std, gamma, beta)
+        y, xhat = np.empty(x.shape, dtype=x.dtype), np.empty(x.shape, dtype=x.dtype)
+        contiguous = np.ascontiguousarray
+        self._kernel("_bn_forward", x.size)(contiguous(x), contiguous(mean), contiguous(inv_std), contiguous(gamma),
+                                            contiguous(beta), y, xhat)
+        return y, xhat
+
+    def batch_norm_sums(self, grad_y, xhat):
+        if not _floats(grad_y, xhat):
+            return super().batch_norm_sums(grad_y, xhat)
+        sums = np.empty((2, grad_y.shape[1]), dtype=grad_y.dtype)
+        self._kernel("_bn_sums", grad_y.size)(np.ascontiguousarray(grad_y), np.ascontiguousarray(xhat), sums[0],
+                                              sums[1])
+        return sums[0], sums[1]
+
+    def batch_norm_backward(self, grad_y, xhat, inv_std, gamma, mean_dy, mean_dy_xhat):
+        if not _floats(grad_y, xhat, inv_std, gamma, mean_dy, mean_dy_xhat):
+            return super().batch_norm_backward(grad_y, xhat, inv_std, gamma, mean_dy, mean_dy_xhat)
+        grad_x = np.empty(grad_y.shape, dtype=grad_y.dtype)
+        contiguous = np.ascontiguousarray
+        self._kernel("_bn_backward", grad_y.size)(contiguous(grad_y), contiguous(xhat), contiguous(inv_std),
+                                                  contiguous(gamma), contiguous(mean_dy), contiguous(mean_dy_xhat),
+                                                  grad_x)
+        return grad_x
+
+
 def _scipy_blas():
     """The BLAS numba's np.dot calls: SciPy's."""
     try:
@@ -203,8 +282,15 @@ def _code(activation):
 
 
 def _as_2d(a):
-    return a.reshape(1, -1) if a.ndim == 1 else a.reshape(-1, a.shape[-1]) if a.ndim > 2 else a
+    """Rows of samples: (N, C, H, W) → (N, C·H·W), so the inner loop is long and prange runs over samples."""
+    return a.reshape(1, -1) if a.ndim == 1 else a.reshape(a.shape[0], -1) if a.ndim > 2 else a
 
 
 def _flat_ok(*arrays):
     return all(a is None or (isinstance(a, np.ndarray) and a.flags.c_contiguous) for a in arrays)
+
+
+def _floats(*arrays):
+    """True when every array is a NumPy float32 or float64 array of one dtype: what the compiled kernels take."""
+    return all(isinstance(a, np.ndarray) and a.dtype == arrays[0].dtype for a in arrays) and \
+        arrays[0].dtype in (np.float32, np.float64)

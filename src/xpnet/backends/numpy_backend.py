@@ -1,7 +1,8 @@
 """The NumPy backend: the base kernels on ``numpy``, with SciPy's erf when SciPy is installed."""
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
-from .base import Backend
+from .base import Backend, conv_output_shape
 
 
 def probe():
@@ -22,6 +23,16 @@ class NumpyBackend(Backend):
 
     def to_numpy(self, x):
         return np.asarray(x)
+
+    def im2col(self, x, kernel_size, stride, padding, dilation, pad_value=0.0):
+        """The base columns with one copy: a strided view of every window, transposed into place by reshape."""
+        (n, c, _, _), (kh, kw), (sh, sw), (dh, dw) = x.shape, kernel_size, stride, dilation
+        oh, ow = conv_output_shape(x.shape[2:], kernel_size, stride, padding, dilation)
+        padded = self.pad(x, padding, pad_value)
+        span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+        windows = sliding_window_view(padded, span, axis=(2, 3))[:, :, ::sh, ::sw, ::dh, ::dw]  # (N, C, oh, ow, kh, kw)
+        windows = windows[:, :, :oh, :ow]
+        return windows.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * oh * ow)
 
     def info(self):
         return {"device": "cpu", "numpy": np.__version__, "blas": blas_name()}

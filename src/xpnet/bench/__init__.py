@@ -1,8 +1,9 @@
 """Benchmarks: the articles' finite-difference vs backprop experiment, the scaling law, backends vs PyTorch.
 
 ``xpnet bench fd-vs-bp|scaling|backends|all`` runs them (``xpnet bench sklearn``, the estimators against
-scikit-learn's own, and ``xpnet bench distributed``, the data-parallel scaling over MPI ranks, run only
-when named; ``register`` adds that command to the CLI); each lives in its own module with a ``run(...)``
+scikit-learn's own, ``xpnet bench conv``, convnets against PyTorch, and ``xpnet bench distributed``, the
+data-parallel scaling over MPI ranks, run only when named; ``register`` adds that command to the CLI);
+each lives in its own module with a ``run(...)``
 returning a JSON-able dict and a ``table(result)`` in Markdown. Importing
 this package imports no benchmark module: they load when a command runs.
 """
@@ -10,7 +11,7 @@ import argparse
 import json
 import sys
 
-BENCHMARKS = ("fd-vs-bp", "scaling", "backends", "sklearn", "distributed", "all")
+BENCHMARKS = ("fd-vs-bp", "scaling", "backends", "sklearn", "conv", "distributed", "all")
 
 
 def _names(text):
@@ -37,6 +38,8 @@ def register(subparsers):
                    help="backends: cases among tiny,small,medium,large (large is slow on few cores)")
     p.add_argument("--min-time", type=float, default=0.2, help="seconds each timing lasts at least")
     p.add_argument("--repeats", type=int, default=3, help="timings per measurement (the best counts)")
+    p.add_argument("--cases", type=_names, default=["conv1d", "lenet5", "conv64"],
+                   help="conv: cases among conv1d,lenet5,conv64")
     p.add_argument("--torch-threads", type=int, help="PyTorch threads (default: every core)")
     p.add_argument("--no-torch", action="store_true", help="backends: leave PyTorch out")
     p.add_argument("--twin", action=argparse.BooleanOptionalAction, default=True,
@@ -56,18 +59,12 @@ def register(subparsers):
 def run_command(args):
     """Run the benchmarks ``args`` ask for; print the tables; write JSON and plot. Returns the exit code."""
     from ..errors import ConfigError, XpnetError, lookup
-    from . import (
-        coldstart,
-        common,
-        distributed,
-        estimators,
-        fd_vs_bp,
-        scaling,
-        throughput,
-    )
+    from . import coldstart, common, conv, distributed, estimators, fd_vs_bp, scaling, throughput
 
     for size in args.sizes:
         lookup("benchmark size", size, throughput.CASES)
+    for case in args.cases:
+        lookup("conv benchmark case", case, conv.CASES)
     if args.repeats < 1 or args.min_time < 0 or args.max_seconds <= 0:
         raise ConfigError("--repeats must be ≥ 1, --min-time ≥ 0 and --max-seconds > 0")
     log = common.quiet if args.quiet else common.stderr_log
@@ -95,6 +92,10 @@ def run_command(args):
     if "sklearn" in which:
         report["sklearn"] = estimators.run(args.backend, repeats=args.repeats, log=log)
         tables += ["", estimators.table(report["sklearn"])]
+    if "conv" in which:
+        report["conv"] = conv.run(args.backend, cases=args.cases, min_time=args.min_time, repeats=args.repeats,
+                                  pytorch=not args.no_torch, seed=args.seed, log=log)
+        tables += ["", conv.table(report["conv"])]
     if "distributed" in which:
         report["distributed"] = distributed.run(args.backend, ranks=args.ranks, min_time=args.min_time,
                                                 repeats=args.repeats, seed=args.seed, log=log)

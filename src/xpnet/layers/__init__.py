@@ -18,8 +18,12 @@
 (1, 3)
 """
 from .base import REGISTRY, Layer, get, register
+from .conv import Conv1D, Conv2D
+from .norm import BatchNorm, LayerNorm
+from .pool import AvgPool1D, AvgPool2D, GlobalAvgPool, MaxPool1D, MaxPool2D
 from .dense import Dense
 from .dropout import Dropout
 from .reshape import Flatten, Reshape
 
-__all__ = ["REGISTRY", "Dense", "Dropout", "Flatten", "Layer", "Reshape", "get", "register"]
+__all__ = ["REGISTRY", "AvgPool1D", "AvgPool2D", "BatchNorm", "Conv1D", "Conv2D", "Dense", "Dropout", "Flatten",
+           "GlobalAvgPool", "Layer", "LayerNorm", "MaxPool1D", "MaxPool2D", "Reshape", "get", "register"]

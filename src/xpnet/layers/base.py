@@ -46,6 +46,8 @@ class Layer:
     - ``config()``: JSON-able constructor arguments; ``register`` makes the class loadable.
     - ``stochastic``: True for a layer that draws random numbers in training; ``seed(s)`` restarts them.
     - ``input_shape`` / ``output_shape``: one sample's shapes, set when built.
+    - ``synchronise(allreduce)``: data-parallel training hands every layer a function that sums a 1-D
+      array over the ranks; a layer whose forward pass needs the whole batch (BatchNorm) keeps it.
     - ``fused_op()``: how an MLP-only fast step may compile the layer, or None.
     - ``self.backend`` / ``self.xp`` / ``self.dtype``: set by the network before ``build``.
     """
@@ -107,6 +109,12 @@ class Layer:
 
     def seed(self, seed):
         """Restart the layer's random numbers from ``seed`` (only stochastic layers draw any)."""
+
+    def synchronise(self, allreduce):
+        """Keep ``allreduce(flat)`` (the 1-D array summed over every data-parallel rank; None: this process
+        alone) if the layer's statistics span the batch, and return True; most layers see one sample at a
+        time and return False. A layer that keeps it calls it in every training forward and backward pass."""
+        return False
 
     def fused_op(self):
         """What an MLP-only fast step may compile this layer to: ``("dense", activation, alpha)`` for

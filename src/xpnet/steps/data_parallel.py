@@ -88,6 +88,10 @@ class DistributedStep(Step):
     def _batch(self, X, T, order, start, stop):
         """One step on rows start:stop of the epoch (through ``order``), this rank computing its shard."""
         backend = self.net.backend
+        if stop - start < self.dp.size and self.dp.synchronised:  # every rank sees the same sizes: all raise
+            raise DataError(f"a batch of {stop - start} rows leaves some of the {self.dp.size} ranks without rows, "
+                            f"but layers {self.dp.synchronised} sum batch statistics over every rank: use batches "
+                            f"(and a last batch) of at least {self.dp.size} rows")
         lo, hi = shard(stop - start, self.dp.rank, self.dp.size)
         grads = loss = None
         if hi > lo:

@@ -1,0 +1,159 @@
+"""numba kernels for convolution, pooling and batch normalisation on (N, C, H, W) and (N, C, S) arrays.
+
+Each kernel writes every output element once, with ``prange`` over outputs that
+are independent: col2im and pooling over (sample, channel) planes, batch norm over
+channels. im2col is NumPy's strided copy (numpy_backend.py): a compiled loop of
+short row copies measured 2–3× slower on LeNet's shapes. No two threads ever add
+into the same element. The batch-norm formulas are kernels.py's, compiled on
+scalars through numba_math.
+"""
+import numpy as np
+from numba import prange
+
+from .. import kernels
+from . import numba_math as M
+
+_batch_norm = M.jit(kernels.batch_norm, inline="always")
+_batch_norm_grad = M.jit(kernels.batch_norm_grad, inline="always")
+
+
+@M.jit(inline="always")
+def _span(offset, stride, size, count):
+    """[lo, hi): the outputs k in [0, count) whose input k·stride + offset lies in [0, size)."""
+    lo = min(max(0, -((offset) // stride)), count)  # ceil(−offset / stride)
+    hi = min(max(lo, -((offset - size) // stride)), count)  # ceil((size − offset) / stride)
+    return lo, hi
+
+
+def _col2im(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
+    n_samples, channels, height, width = out.shape
+    for plane in prange(n_samples * channels):  # one (n, c) plane of ∂C/∂x per thread: no shared sums
+        n, c = plane // channels, plane % channels
+        for i in range(kh):
+            p_lo, p_hi = _span(i * dh - ph, sh, height, oh)
+            for j in range(kw):
+                row = (c * kh + i) * kw + j
+                q_lo, q_hi = _span(j * dw - pw, sw, width, ow)
+                for p in range(p_lo, p_hi):
+                    h, start = p * sh - ph + i * dh, n * oh * ow + p * ow
+                    first = q_lo * sw - pw + j * dw
+                    if sw == 1:
+                        out[n, c, h, first:first + q_hi - q_lo] += cols[row, start + q_lo:start + q_hi]
+                    else:
+                        for q in range(q_lo, q_hi):
+                            out[n, c, h, first + (q - q_lo) * sw] += cols[row, start + q]
+
+
+def _max_pool(x, kh, kw, sh, sw, ph, pw, y, argmax):
+    n_samples, channels, height, width = x.shape
+    oh, ow = y.shape[2], y.shape[3]
+    for plane in prange(n_samples * channels):
+        n, c = plane // channels, plane % channels
+        for p in range(oh):
+            i_lo, i_hi = _span(p * sh - ph, 1, height, kh)  # window rows inside the input
+            for q in range(ow):
+                j_lo, j_hi = _span(q * sw - pw, 1, width, kw)
+                best, where = -np.inf, 0
+                for i in range(i_lo, i_hi):
+                    for j in range(j_lo, j_hi):
+                        v = x[n, c, p * sh - ph + i, q * sw - pw + j]
+                        if v > best or (np.isnan(v) and not np.isnan(best)):  # the first maximum; NaN wins, as argmax
+                            best, where = v, i * kw + j
+                y[n, c, p, q] = best
+                argmax[n, c, p, q] = where
+
+
+def _max_pool_backward(grad_y, argmax, kh, kw, sh, sw, ph, pw, grad_x):
+    n_samples, channels, oh, ow = grad_y.shape
+    for plane in prange(n_samples * channels):
+        n, c = plane // channels, plane % channels
+        for p in range(oh):
+            for q in range(ow):
+                k = argmax[n, c, p, q]
+                h, w = p * sh - ph + k // kw, q * sw - pw + k % kw
+                if 0 <= h < grad_x.shape[2] and 0 <= w < grad_x.shape[3]:  # a window of padding alone: no input
+                    grad_x[n, c, h, w] += grad_y[n, c, p, q]
+
+
+def _avg_pool(x, kh, kw, sh, sw, ph, pw, y):
+    n_samples, channels, height, width = x.shape
+    oh, ow = y.shape[2], y.shape[3]
+    size = y.dtype.type(kh * kw)
+    for plane in prange(n_samples * channels):
+        n, c = plane // channels, plane % channels
+        for p in range(oh):
+            for q in range(ow):
+                total = y.dtype.type(0)
+                for i in range(kh):
+                    h = p * sh - ph + i
+                    for j in range(kw):
+                        w = q * sw - pw + j
+                        if 0 <= h < height and 0 <= w < width:
+                            total += x[n, c, h, w]
+                y[n, c, p, q] = total / size
+
+
+def _avg_pool_backward(grad_y, kh, kw, sh, sw, ph, pw, grad_x):
+    n_samples, channels, oh, ow = grad_y.shape
+    height, width = grad_x.shape[2], grad_x.shape[3]
+    size = grad_x.dtype.type(kh * kw)
+    for plane in prange(n_samples * channels):
+        n, c = plane // channels, plane % channels
+        for p in range(oh):
+            for q in range(ow):
+                share = grad_y[n, c, p, q] / size
+                for i in range(kh):
+                    h = p * sh - ph + i
+                    for j in range(kw):
+                        w = q * sw - pw + j
+                        if 0 <= h < height and 0 <= w < width:
+                            grad_x[n, c, h, w] += share
+
+
+def _bn_statistics(x, mean, var):
+    n_samples, channels, size = x.shape
+    count = n_samples * size
+    for c in prange(channels):  # two passes per channel, summed in float64
+        total = 0.0
+        for n in range(n_samples):
+            for s in range(size):
+                total += x[n, c, s]
+        mu = total / count
+        squares = 0.0
+        for n in range(n_samples):
+            for s in range(size):
+                d = x[n, c, s] - mu
+                squares += d * d
+        mean[c], var[c] = mu, squares / count
+
+
+def _bn_forward(x, mean, inv_std, gamma, beta, y, xhat):
+    n_samples, channels, size = x.shape
+    for c in prange(channels):
+        for n in range(n_samples):
+            for s in range(size):
+                xhat[n, c, s], y[n, c, s] = _batch_norm(M, x[n, c, s], mean[c], inv_std[c], gamma[c], beta[c])
+
+
+def _bn_sums(grad_y, xhat, sum_dy, sum_dy_xhat):
+    n_samples, channels, size = grad_y.shape
+    for c in prange(channels):
+        a, b = 0.0, 0.0
+        for n in range(n_samples):
+            for s in range(size):
+                a += grad_y[n, c, s]
+                b += grad_y[n, c, s] * xhat[n, c, s]
+        sum_dy[c], sum_dy_xhat[c] = a, b
+
+
+def _bn_backward(grad_y, xhat, inv_std, gamma, mean_dy, mean_dy_xhat, grad_x):
+    n_samples, channels, size = grad_y.shape
+    for c in prange(channels):
+        for n in range(n_samples):
+            for s in range(size):
+                grad_x[n, c, s] = _batch_norm_grad(M, grad_y[n, c, s], xhat[n, c, s], inv_std[c], gamma[c],
+                                                   mean_dy[c], mean_dy_xhat[c])
+
+
+FUNCTIONS = (_col2im, _max_pool, _max_pool_backward, _avg_pool, _avg_pool_backward, _bn_statistics,
+             _bn_forward, _bn_sums, _bn_backward)

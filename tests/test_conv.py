@@ -18,7 +18,7 @@ L = xn.layers
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 HAVE_NUMBA = importlib.util.find_spec("numba") is not None
 needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="PyTorch is the oracle here: pip install torch")
-needs_numba = pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed (pip install 'xpnet[numba]')")
+needs_numba = pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed (pip install -e '.[numba]')")
 
 
 def built(layer, shape, backend, seed=0):

@@ -64,7 +64,7 @@ def test_without_mpi4py_rank_and_size_are_trivial_and_distributed_training_says_
     assert (xn.distributed.rank(), xn.distributed.size(), xn.distributed.local_rank()) == (0, 1, 0)
     X, y = xn.datasets.xor()
     net = xn.MLP([2, 3, 1])
-    with pytest.raises(xn.errors.BackendUnavailableError, match=r"needs mpi4py.*pip install 'xpnet\[mpi\]'"):
+    with pytest.raises(xn.errors.BackendUnavailableError, match=r"needs mpi4py.*pip install -e '\.\[mpi\]'"):
         net.fit(X, y, epochs=1, progress=False, distributed=True)
     assert len(net.fit(X, y, epochs=2, progress=False).history["loss"]) == 2  # plain training is untouched
 

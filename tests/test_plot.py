@@ -110,5 +110,5 @@ def test_race_plot_draws_the_paths_it_is_given(tmp_path):
 
 def test_missing_matplotlib_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with pytest.raises(xn.errors.BackendUnavailableError, match=r"pip install 'xpnet\[plot\]'"):
+    with pytest.raises(xn.errors.BackendUnavailableError, match=r"pip install -e '\.\[plot\]'"):
         plot.curves({"loss": [1.0]})

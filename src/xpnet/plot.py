@@ -1,4 +1,4 @@
-"""Plots: decision boundaries, loss and accuracy curves, the optimiser race (matplotlib, ``xpnet[plot]``).
+"""Plots: decision boundaries, loss and accuracy curves, the optimiser race (matplotlib, the ``plot`` extra).
 
 Figures are made with ``matplotlib.figure.Figure`` and written with the Agg
 renderer, so plotting never opens a window or changes pyplot's global state.

@@ -1,7 +1,6 @@
 """Convolution, pooling and normalisation layers: float64 gradchecks on every backend, PyTorch as the oracle,
 each compiled or generated kernel against the base kernel, BatchNorm's statistics, and convnets that train."""
 import importlib.util
-import time
 
 import numpy as np
 import pytest
@@ -408,24 +407,23 @@ def digits_split():
 
 @needs_numba
 def test_a_small_convnet_learns_the_digits():
-    from threadpoolctl import threadpool_limits
+    threadpool_limits = pytest.importorskip("threadpoolctl", reason="pins BLAS to one thread (comes with "
+                                            "scikit-learn: pip install -e '.[sklearn]')").threadpool_limits
 
     X, y, X_test, y_test = digits_split()
-    start = time.perf_counter()
     # One thread for the kernels and for BLAS: on a shared 2-core machine, spinning thread pools make
     # this fit 15× slower, and a test's time should not depend on the neighbours' load.
     net = xn.Sequential(DIGITS_STACK(), input_shape=(1, 8, 8), seed=0, backend=xn.get_backend("numba", parallel=False))
     with threadpool_limits(1):
-        net.fit(X, y, **DIGITS_FIT)
+        net.fit(X, y, optimizer=xn.optim.Adam(0.003), **DIGITS_FIT)  # a fresh optimiser: no state carried over
     accuracy = float(np.mean(net.predict(X_test).argmax(axis=1) == y_test))
-    assert accuracy >= 0.985, accuracy
-    assert time.perf_counter() - start < 60
+    assert accuracy >= 0.985, accuracy  # its time (6–12 s here) is a benchmark's business, not a test's
 
 
 DIGITS_STACK = lambda: [L.Conv2D(16, 3, padding=1, activation="relu"), L.BatchNorm(),  # noqa: E731
                         L.Conv2D(32, 3, padding=1, activation="relu"), L.MaxPool2D(2), L.Flatten(),
                         L.Dropout(0.3), L.Dense(10)]
-DIGITS_FIT = dict(loss="softmax_ce", optimizer=xn.optim.Adam(0.003), epochs=15, batch_size=32, progress=False, seed=0)
+DIGITS_FIT = dict(loss="softmax_ce", epochs=15, batch_size=32, progress=False, seed=0)
 
 
 # ---- data, models, the command line, trace ----------------------------------------------------------------------

@@ -150,33 +150,30 @@ class Sequential:
 
     def set_weights(self, weights: Sequence[Any]) -> None:
         """Replace every parameter; count, shapes and finite real values are checked before anything changes."""
-        current, names = self.parameters(), self.param_names()
-        weights = list(weights)
-        if len(weights) != len(current):
-            raise ShapeError(f"set_weights expected {len(current)} arrays ({', '.join(names)}), got {len(weights)}")
-        weights = [as_numbers(self._to_host(w), f"set_weights: {name}") for name, w in zip(names, weights)]
-        for name, w, p in zip(names, weights, current):
-            if w.shape != tuple(p.shape):
-                raise ShapeError(f"set_weights: {name} must have shape {tuple(p.shape)}, got {w.shape}")
-            check_finite(w, f"set_weights: {name}")
-        arrays = iter(weights)
-        for layer in self.layers:
-            for name in layer.param_names:
-                layer.add_param(name, next(arrays))
+        self._replace("set_weights", weights, self.parameters(), self.param_names(), finite=True,
+                      slots=lambda layer: [(name, layer.add_param) for name in layer.param_names])
 
     def set_buffers(self, buffers: Sequence[Any]) -> None:
         """Replace every buffer (in buffer_names() order); count and shapes are checked first."""
-        current, names = self.buffers(), self.buffer_names()
-        if len(buffers) != len(current):
-            raise ShapeError(f"set_buffers expected {len(current)} arrays ({', '.join(names)}), got {len(buffers)}")
-        host = [as_numbers(self._to_host(b), f"set_buffers: {name}") for name, b in zip(names, buffers)]
-        for name, b, old in zip(names, host, current):
-            if b.shape != tuple(old.shape):
-                raise ShapeError(f"set_buffers: {name} must have shape {tuple(old.shape)}, got {b.shape}")
+        self._replace("set_buffers", buffers, self.buffers(), self.buffer_names(), finite=False,
+                      slots=lambda layer: [(name, layer.add_buffer) for name in layer.buffer_names])
+
+    def _replace(self, what, values, current, names, finite, slots):
+        """Check ``values`` against the ``current`` arrays (count, shape, and finiteness if asked), then hand each
+        to its layer through ``slots(layer)``: (name, add_param or add_buffer) pairs, in layer order."""
+        values = list(values)
+        if len(values) != len(current):
+            raise ShapeError(f"{what} expected {len(current)} arrays ({', '.join(names)}), got {len(values)}")
+        host = [as_numbers(self._to_host(v), f"{what}: {name}") for name, v in zip(names, values)]
+        for name, v, old in zip(names, host, current):
+            if v.shape != tuple(old.shape):
+                raise ShapeError(f"{what}: {name} must have shape {tuple(old.shape)}, got {v.shape}")
+            if finite:
+                check_finite(v, f"{what}: {name}")
         arrays = iter(host)
         for layer in self.layers:
-            for name in layer.buffer_names:
-                layer.add_buffer(name, next(arrays))
+            for name, add in slots(layer):
+                add(name, next(arrays))
 
     def _to_host(self, w):
         return self.backend.to_numpy(w) if self.backend.is_native(w) else w

@@ -111,6 +111,21 @@ def test_csv_logger_writes_a_row_per_epoch_and_appends_on_resume(tmp_path):
     assert len(list(csv.DictReader(open(log, newline="")))) == 1
 
 
+def test_model_checkpoint_keeps_the_best_across_a_resume(tmp_path):
+    """A resumed run only replaces the best file with a net better than every epoch in the history."""
+    run, options = tmp_path / "run", dict(lr=0.3, validation_split=0.25)
+    best = lambda path: CB.ModelCheckpoint(path, monitor="val_loss", save_best_only=True)  # noqa: E731
+    train(epochs=2, callbacks=[best(tmp_path / "best.npz")], checkpoint=run, every=2, **options)
+    _, resumed = train(epochs=6, callbacks=[best(tmp_path / "best.npz")], resume=run, **options)
+    _, straight = train(epochs=6, callbacks=[best(tmp_path / "straight.npz")], **options)
+    assert resumed.history["val_loss"] == straight.history["val_loss"]
+    assert np.argmin(straight.history["val_loss"]) < 2  # the best epoch is before the resume: forgetting it fails
+    _, saved, _ = checkpoint.load(tmp_path / "best.npz")
+    _, expected, _ = checkpoint.load(tmp_path / "straight.npz")
+    for name in expected:
+        np.testing.assert_array_equal(saved[name], expected[name])
+
+
 def test_json_lines_logger_writes_one_object_per_epoch(tmp_path):
     log = tmp_path / "logs" / "run.jsonl"
     _, hist = train(epochs=3, callbacks=[CB.JSONLinesLogger(log)])

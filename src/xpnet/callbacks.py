@@ -168,6 +168,11 @@ class ModelCheckpoint(Callback):
 
     def on_train_begin(self, net: Any, history: Any) -> None:
         self.net = net
+        if self.save_best_only and history.epochs:  # resumed: the file on disk holds the best of the history
+            monitor = resolve_monitor("ModelCheckpoint", self.monitor, list(history.history))
+            for value in history[monitor]:
+                if _better(monitor, value, self.best):
+                    self.best = value
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, float]) -> None:
         monitor = resolve_monitor("ModelCheckpoint", self.monitor, list(logs))

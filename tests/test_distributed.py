@@ -6,6 +6,7 @@ distributed code, including the fake GPU's three transports. Under
 the same equivalence is checked between real processes, and ranks that fail on
 purpose must stop every rank within the subprocess timeout.
 """
+import collections
 import importlib.util
 import os
 import signal
@@ -159,6 +160,25 @@ def test_only_rank_0_shows_progress(monkeypatch):
 
     results, _ = run_ranks(2, rank)
     assert results == [None, None] and sorted(shown) == [False, True]
+
+
+def test_only_rank_0_runs_callbacks_that_write_files(tmp_path):
+    """Loggers and checkpoints write on rank 0 alone; every other callback runs on every rank."""
+    X, y = mpi_worker.data(CASE)
+    epochs_seen = collections.Counter()
+
+    def rank(comm):
+        net = mpi_worker.build(CASE)
+        callbacks = [xn.callbacks.CSVLogger(tmp_path / f"log-{comm.rank}.csv"),
+                     xn.callbacks.ModelCheckpoint(tmp_path / f"net-{comm.rank}.npz"),
+                     xn.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: epochs_seen.update([comm.rank]))]
+        net.fit(X, y, loss="softmax_ce", epochs=2, batch_size=10, callbacks=callbacks,
+                distributed=xn.distributed.DataParallel(net, comm))
+
+    results, _ = run_ranks(2, rank)
+    assert results == [None, None]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log-0.csv", "net-0.npz"]
+    assert epochs_seen == {0: 2, 1: 2}
 
 
 # ---- disagreement and faults -------------------------------------------------------------------

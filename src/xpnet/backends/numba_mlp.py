@@ -95,42 +95,6 @@ FD_ON = True  # finite-difference gradients
 
 
 @jit_inline
-def activation(code, z, alpha):
-    """σ(z) for the activation with this code (the order of kernels.ACTIVATIONS), one number."""
-    if SIGMOID_ON and code == SIGMOID:
-        return _sigmoid(M, z, alpha)
-    elif TANH_ON and code == TANH:
-        return _tanh(M, z, alpha)
-    elif RELU_ON and code == RELU:
-        return _relu(M, z, alpha)
-    elif LEAKY_RELU_ON and code == LEAKY_RELU:
-        return _leaky_relu(M, z, alpha)
-    elif GELU_ON and code == GELU:
-        return _gelu(M, z, alpha)
-    elif GELU_TANH_ON and code == GELU_TANH:
-        return _gelu_tanh(M, z, alpha)
-    return _identity(M, z, alpha)
-
-
-@jit_inline
-def activation_grad(code, grad_a, z, a, alpha):
-    """grad_a ⊙ σ'(z) for the activation with this code, one number."""
-    if SIGMOID_ON and code == SIGMOID:
-        return _sigmoid_g(M, grad_a, z, a, alpha)
-    elif TANH_ON and code == TANH:
-        return _tanh_g(M, grad_a, z, a, alpha)
-    elif RELU_ON and code == RELU:
-        return _relu_g(M, grad_a, z, a, alpha)
-    elif LEAKY_RELU_ON and code == LEAKY_RELU:
-        return _leaky_relu_g(M, grad_a, z, a, alpha)
-    elif GELU_ON and code == GELU:
-        return _gelu_g(M, grad_a, z, a, alpha)
-    elif GELU_TANH_ON and code == GELU_TANH:
-        return _gelu_tanh_g(M, grad_a, z, a, alpha)
-    return _identity_g(M, grad_a, z, a, alpha)
-
-
-@jit_inline
 def activate(code, Z, A, start, stop, alpha):
     """A[k] = σ(Z[k]) for k in [start, stop): the branch on the activation sits outside the loop, so the
     loop, a straight run of one formula, vectorises."""

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 QUICKSTART = '''```bash
 python -m pip install -e . && python -m xpnet train --data spirals
-python -m pip install -e ".[dev]" -c .ci/constraints.txt && python -m pytest
+python -m pip install -e ".[dev]" -c .ci/constraints.txt && python -m pytest -n auto
 ```'''
 CODE_REF = re.compile(r"`(src/xpnet/[\w/]+\.py):([\w.]+)`")
 

@@ -27,35 +27,43 @@ def probe():
     return None  # importing this module imported numba: it is usable
 
 
-def jit_variants(fn):
-    """(serial, parallel) njit variants of fn, with distinct names so numba's cache keeps both."""
+def jit_variants(fn, suffix="", **names):
+    """(serial, parallel) njit variants of fn, with distinct names so numba's cache keeps both; ``names``
+    replace globals of fn in the copies (an activation's formula, so that each copy compiles one)."""
     variants = []
     for parallel in (False, True):
-        clone = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + ("_par" if parallel else "_ser"),
-                                   fn.__defaults__, fn.__closure__)
+        name = f"{fn.__name__}{suffix}_{'par' if parallel else 'ser'}"
+        clone = types.FunctionType(fn.__code__, dict(fn.__globals__, **names), name, fn.__defaults__,
+                                   fn.__closure__)
         clone.__qualname__ = clone.__name__
         variants.append(M.jit(clone, fastmath=M.FASTMATH, parallel=parallel))
     return tuple(variants)
 
 
-def _bias_activation(code, Z, b, A, alpha):
+# The activation kernels are compiled once per activation: σ and σ' below stand for one activation's
+# formulas (kernels.ACTIVATIONS through numba_math), so a network compiles only the activations it has
+# and the inner loops, free of a branch per element, vectorise.
+sigma, sigma_grad = mlp._identity, mlp._identity_g
+
+
+def _bias_activation(Z, b, A, alpha):
     for i in prange(Z.shape[0]):
         for j in range(Z.shape[1]):
             z = Z[i, j] + b[j]
             Z[i, j] = z
-            A[i, j] = mlp.activation(code, z, alpha)
+            A[i, j] = sigma(M, z, alpha)
 
 
-def _activation(code, Z, A, alpha):
+def _activation(Z, A, alpha):
     for i in prange(Z.shape[0]):
         for j in range(Z.shape[1]):
-            A[i, j] = mlp.activation(code, Z[i, j], alpha)
+            A[i, j] = sigma(M, Z[i, j], alpha)
 
 
-def _activation_grad(code, grad_a, Z, A, out, alpha):
+def _activation_grad(grad_a, Z, A, out, alpha):
     for i in prange(Z.shape[0]):
         for j in range(Z.shape[1]):
-            out[i, j] = mlp.activation_grad(code, grad_a[i, j], Z[i, j], A[i, j], alpha)
+            out[i, j] = sigma_grad(M, grad_a[i, j], Z[i, j], A[i, j], alpha)
 
 
 def _sgd_update(P, G, V, lr, momentum, nesterov, weight_decay):
@@ -86,8 +94,10 @@ def _dot(a, b):
     return out
 
 
-_KERNELS = {f.__name__: jit_variants(f) for f in (_bias_activation, _activation, _activation_grad, _sgd_update,
-                                                  _rmsprop_update, _adam_update, *conv.FUNCTIONS)}
+_KERNELS = {f.__name__: jit_variants(f) for f in (_sgd_update, _rmsprop_update, _adam_update, *conv.FUNCTIONS)}
+_KERNELS.update({(f.__name__, name): jit_variants(f, "_" + name, sigma=forward, sigma_grad=backward)
+                 for f in (_bias_activation, _activation, _activation_grad)
+                 for name, forward, backward in zip(mlp.ACTIVATION_CODES, mlp._act, mlp._act_grad)})
 
 
 class NumbaBackend(NumpyBackend):
@@ -100,8 +110,9 @@ class NumbaBackend(NumpyBackend):
         super().__init__()
         self.parallel = bool(parallel)
 
-    def _kernel(self, name, size):
-        serial, parallel = _KERNELS[name]
+    def _kernel(self, name, size, activation=None):
+        """The compiled kernel ``name`` (for this activation), parallel for large arrays."""
+        serial, parallel = _KERNELS[name if activation is None else (name, _activation_name(activation))]
         return parallel if self.parallel and size >= PARALLEL_MIN else serial
 
     def info(self):
@@ -116,13 +127,13 @@ class NumbaBackend(NumpyBackend):
     def activation(self, z, activation, alpha):
         Z = _as_2d(z)
         A = np.empty_like(Z)
-        self._kernel("_activation", Z.size)(_code(activation), Z, A, float(alpha))
+        self._kernel("_activation", Z.size, activation)(Z, A, float(alpha))
         return A.reshape(z.shape)
 
     def activation_backward(self, grad_a, z, a, activation, alpha):
         Z = _as_2d(z)
         out = np.empty_like(Z)
-        self._kernel("_activation_grad", Z.size)(_code(activation), _as_2d(grad_a), Z, _as_2d(a), out, float(alpha))
+        self._kernel("_activation_grad", Z.size, activation)(_as_2d(grad_a), Z, _as_2d(a), out, float(alpha))
         return out.reshape(z.shape)
 
     def matmul(self, a, b):
@@ -136,7 +147,7 @@ class NumbaBackend(NumpyBackend):
     def dense_forward(self, x, W, b, activation, alpha):
         Z = self.matmul(x, W)
         A = np.empty_like(Z)
-        self._kernel("_bias_activation", Z.size)(_code(activation), Z, b, A, float(alpha))
+        self._kernel("_bias_activation", Z.size, activation)(Z, b, A, float(alpha))
         return Z, A
 
     def loss_and_grad(self, name, pred, target, need_grad=True):
@@ -277,8 +288,10 @@ def _threading_layer():
         return f"unknown ({type(e).__name__}; configured: {numba.config.THREADING_LAYER})"
 
 
-def _code(activation):
-    return lookup("activation", activation, mlp.ACTIVATION_CODES)
+def _activation_name(activation):
+    """The activation's name, checked (an unknown name raises ConfigError with the known ones)."""
+    lookup("activation", activation, mlp.ACTIVATION_CODES)
+    return activation
 
 
 def _as_2d(a):

@@ -15,11 +15,13 @@ drop its negative-index checks and LLVM vectorises them), and large products
 go to BLAS as ``Wᵀ A`` on row blocks, without copies.
 
 The formulas are those of kernels.py, compiled on scalars through numba_math.
-The hot loop makes no calls that pass arrays (each costs reference counting):
-``batch_gradient`` and ``update`` are inlined into ``train``, which runs them
-back to back; ``compute_gradient`` and ``apply_update`` are the same two
-halves as separate entries, so data-parallel training can average G over the
-ranks in between.
+The layer loops (``forward``, ``batch_gradient``) are inlined into ``train``,
+which runs them back to back with ``update``; ``compute_gradient`` and
+``apply_update`` are the same two halves as separate entries, so data-parallel
+training can average G over the ranks in between. A call that passes arrays
+costs their reference counts, so the loops over units and samples make none;
+the loss (``output_loss``) and the optimiser (``update``) are one call each
+per batch, compiled once and shared by every variant (see ``variant``).
 """
 import contextlib
 import math
@@ -92,42 +94,6 @@ SGD, RMSPROP, ADAM = (OPTIMIZER_CODES[name] for name in ("sgd", "rmsprop", "adam
 # Here, in the module itself, everything is on.
 IDENTITY_ON = SIGMOID_ON = TANH_ON = RELU_ON = LEAKY_RELU_ON = GELU_ON = GELU_TANH_ON = True
 FD_ON = True  # finite-difference gradients
-
-
-@jit_inline
-def activation(code, z, alpha):
-    """σ(z) for the activation with this code (the order of kernels.ACTIVATIONS), one number."""
-    if SIGMOID_ON and code == SIGMOID:
-        return _sigmoid(M, z, alpha)
-    elif TANH_ON and code == TANH:
-        return _tanh(M, z, alpha)
-    elif RELU_ON and code == RELU:
-        return _relu(M, z, alpha)
-    elif LEAKY_RELU_ON and code == LEAKY_RELU:
-        return _leaky_relu(M, z, alpha)
-    elif GELU_ON and code == GELU:
-        return _gelu(M, z, alpha)
-    elif GELU_TANH_ON and code == GELU_TANH:
-        return _gelu_tanh(M, z, alpha)
-    return _identity(M, z, alpha)
-
-
-@jit_inline
-def activation_grad(code, grad_a, z, a, alpha):
-    """grad_a ⊙ σ'(z) for the activation with this code, one number."""
-    if SIGMOID_ON and code == SIGMOID:
-        return _sigmoid_g(M, grad_a, z, a, alpha)
-    elif TANH_ON and code == TANH:
-        return _tanh_g(M, grad_a, z, a, alpha)
-    elif RELU_ON and code == RELU:
-        return _relu_g(M, grad_a, z, a, alpha)
-    elif LEAKY_RELU_ON and code == LEAKY_RELU:
-        return _leaky_relu_g(M, grad_a, z, a, alpha)
-    elif GELU_ON and code == GELU:
-        return _gelu_g(M, grad_a, z, a, alpha)
-    elif GELU_TANH_ON and code == GELU_TANH:
-        return _gelu_tanh_g(M, grad_a, z, a, alpha)
-    return _identity_g(M, grad_a, z, a, alpha)
 
 
 @jit_inline
@@ -216,7 +182,7 @@ def forward(P, layout, alphas, m, Z, A):
         activate(code, Z, A, out, out + fan_out * m, alpha)
 
 
-@jit_inline
+@jit
 def output_loss(loss_code, Y, order, start, k, m, A, D, out, bce_eps, want_grad):
     """Mean loss of the k outputs of m samples, unit j of sample r at A[out + j·m + r], against target row
     Y[order[start + r]]; with want_grad, D (same places) ← ∂C/∂a, where backpropagation starts (BP1)."""
@@ -377,7 +343,7 @@ def batch_gradient(X, Y, order, start, m, load, P, G, layout, alphas, loss_code,
     return loss
 
 
-@jit_inline
+@jit
 def update(P, G, S1, S2, layout, opt_code, hp, t):
     """Step t of the optimiser with gradient G (clipped first when hp[CLIP_NORM] > 0), then the max-norm limit."""
     lr, wd = hp[LR], hp[WEIGHT_DECAY]
@@ -444,10 +410,9 @@ def apply_update(P, G, S1, S2, layout, opt_code, hp, t):
 
 
 # The functions a variant recompiles with its own flags, callees before their callers.
-VARIANT_FUNCTIONS = ("activate", "activate_grad", "forward", "output_loss", "finite_difference", "batch_gradient",
-                     "update", "train", "compute_gradient", "apply_update")
-# Activations every variant has: no exp in them, so they cost little to compile.
-ALWAYS_ON = ("identity", "relu", "leaky_relu")
+VARIANT_FUNCTIONS = ("activate", "activate_grad", "forward", "finite_difference", "batch_gradient", "train",
+                     "compute_gradient", "apply_update")
+ALWAYS_ON = ("identity",)  # every variant has it: the output layer of most networks
 _variants: dict = {}
 
 
@@ -461,12 +426,13 @@ def variant(key):
     """numba_mlp's training functions compiled with only what ``key`` (see variant_key) needs.
 
     The flags switched off are frozen to False in a copy of this module's globals,
-    so numba prunes those branches before typing them: only the exp-based
-    activations the network has, no finite differences for backprop, no BLAS
-    calls for networks whose products are all small. That cuts the first
-    compile to a fraction, and a step without np.dot has no path that raises,
-    which keeps the tiny networks' loop lean. Each variant has its own names in
-    numba's cache. Every loss and optimiser stays in: they are a few scalar loops.
+    so numba prunes those branches before typing them: only the activations the
+    network has, no finite differences for backprop, no BLAS calls for networks
+    whose products are all small. That cuts the first compile to a fraction, and
+    a step without np.dot has no path that raises, which keeps the tiny networks'
+    loop lean. Each variant has its own names in numba's cache. The loss and the
+    optimiser are not in a variant: ``output_loss`` and ``update`` (every loss,
+    every optimiser) compile once per dtype and every variant calls them.
     """
     if key not in _variants:
         activations, fd, blas = key

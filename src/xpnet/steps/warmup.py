@@ -1,7 +1,7 @@
 """Ahead-of-time compiling of numba's fused training step: every variant into numba's on-disk cache.
 
 ``xpnet warmup`` runs this, for images and CI machines that should not pay the
-first-run compile. Each variant (numba_mlp.variant_key: the exp-based activations,
+first-run compile. Each variant (numba_mlp.variant_key: the activations it has,
 backprop or finite differences, BLAS or plain loops) is compiled by one real step
 of a small network that needs it, in float32 and float64, with the input checks
 for integer labels alongside.
@@ -22,7 +22,7 @@ def network_for(key, dtype):
     from ..network import MLP
 
     activations, _, blas = key
-    hidden = activations[0] if activations else "relu"
+    hidden = activations[0] if activations else "identity"
     output = activations[-1] if len(activations) > 1 else "identity"
     width, batch = (64, 16) if blas else (3, 4)  # 64·64·16 products reach BLAS_MIN; 3·3·4 stay in loops
     net = MLP([width, width, 2], activation=hidden, output_activation=output, dtype=dtype, backend="numba")
@@ -61,7 +61,7 @@ def warmup(dtypes=DTYPES, jobs=None, log=lambda line: None):
         for (key, dtype), seconds in pool.map(_compile, todo):
             done += 1
             activations, fd, blas = key
-            log(f"warmup {done}/{len(todo)}: {'+'.join(activations) or 'relu'}, "
+            log(f"warmup {done}/{len(todo)}: {'+'.join(activations) or 'identity'}, "
                 f"{'finite differences' if fd else 'backprop'}, {'BLAS' if blas else 'loops'}, {dtype}: "
                 f"{seconds:.2g} s")
     return done

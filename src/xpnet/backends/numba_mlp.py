@@ -15,13 +15,12 @@ drop its negative-index checks and LLVM vectorises them), and large products
 go to BLAS as ``Wᵀ A`` on row blocks, without copies.
 
 The formulas are those of kernels.py, compiled on scalars through numba_math.
-The layer loops (``forward``, ``batch_gradient``) are inlined into ``train``,
-which runs them back to back with ``update``; ``compute_gradient`` and
-``apply_update`` are the same two halves as separate entries, so data-parallel
-training can average G over the ranks in between. A call that passes arrays
-costs their reference counts, so the loops over units and samples make none;
-the loss (``output_loss``) and the optimiser (``update``) are one call each
-per batch, compiled once and shared by every variant (see ``variant``).
+``batch_gradient`` and ``update`` are inlined into ``train``, which runs them
+back to back; ``compute_gradient`` and ``apply_update`` are the same two
+halves as separate entries, so data-parallel training can average G over the
+ranks in between. A call that passes arrays costs their reference counts, so
+the loops make none but one: the loss (``output_loss``, every loss), one call
+per batch, compiled once per dtype and shared by every variant (see ``variant``).
 """
 import contextlib
 import math
@@ -343,7 +342,7 @@ def batch_gradient(X, Y, order, start, m, load, P, G, layout, alphas, loss_code,
     return loss
 
 
-@jit
+@jit_inline
 def update(P, G, S1, S2, layout, opt_code, hp, t):
     """Step t of the optimiser with gradient G (clipped first when hp[CLIP_NORM] > 0), then the max-norm limit."""
     lr, wd = hp[LR], hp[WEIGHT_DECAY]
@@ -410,7 +409,7 @@ def apply_update(P, G, S1, S2, layout, opt_code, hp, t):
 
 
 # The functions a variant recompiles with its own flags, callees before their callers.
-VARIANT_FUNCTIONS = ("activate", "activate_grad", "forward", "finite_difference", "batch_gradient", "train",
+VARIANT_FUNCTIONS = ("activate", "activate_grad", "forward", "finite_difference", "batch_gradient", "update", "train",
                      "compute_gradient", "apply_update")
 ALWAYS_ON = ("identity",)  # every variant has it: the output layer of most networks
 _variants: dict = {}
@@ -430,9 +429,9 @@ def variant(key):
     network has, no finite differences for backprop, no BLAS calls for networks
     whose products are all small. That cuts the first compile to a fraction, and
     a step without np.dot has no path that raises, which keeps the tiny networks'
-    loop lean. Each variant has its own names in numba's cache. The loss and the
-    optimiser are not in a variant: ``output_loss`` and ``update`` (every loss,
-    every optimiser) compile once per dtype and every variant calls them.
+    loop lean. Each variant has its own names in numba's cache. Every optimiser
+    stays in (a few scalar loops); the loss is not in a variant: ``output_loss``
+    (every loss) compiles once per dtype and every variant calls it.
     """
     if key not in _variants:
         activations, fd, blas = key

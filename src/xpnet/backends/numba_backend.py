@@ -20,7 +20,10 @@ from . import numba_mlp as mlp
 from .base import bce_clip, conv_output_shape
 from .numpy_backend import NumpyBackend
 
-PARALLEL_MIN = 1 << 16  # elements from which a prange loop pays for waking the threads
+# Elements from which a kernel runs as a prange loop. Below it, on 2 cores, the loop's threads and BLAS's
+# (both spin a while after their work) fought over the cores: LeNet's numba step took 3-4x longer with
+# parallel kernels from 65,536 elements than with serial ones (xpnet bench conv, 2026-12-01, AMD EPYC).
+PARALLEL_MIN = 1 << 22
 
 
 def probe():

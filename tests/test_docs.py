@@ -52,3 +52,18 @@ def _has_module(name):
     except ImportError:
         return False
     return True
+
+
+def test_every_xpnet_command_the_docs_name_exists():
+    """`xpnet <command>` and `xpnet bench <name>` in the README and the pages name real commands."""
+    from xpnet import bench, cli
+
+    commands = set(cli.build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    for page in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        fenced = "\n".join(re.findall(r"^```\w*\n(.*?)^```", text, flags=re.S | re.M))
+        named = re.findall(r"^\s*(?:python -m )?xpnet ([a-z][\w-]*)", fenced, flags=re.M)
+        for name in named + re.findall(r"`(?:python -m )?xpnet ([a-z][\w-]*)", text):
+            assert name in commands, f"{page.name}: xpnet {name} is not a command"
+        for name in re.findall(r"xpnet bench ([a-z][\w-]*)", text):
+            assert name in bench.BENCHMARKS, f"{page.name}: xpnet bench {name} is not a benchmark"

@@ -244,6 +244,14 @@ CASES = [
     C("Backends and devices", "a torch module xpnet has no layer for",
       "import torch; xn.from_torch(torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Softplus()))", E.ConfigError,
       ValueError, "module 1 (Softplus) has no xpnet layer", needs=("torch",)),
+    C("Backends and devices", "a torch convolution xpnet cannot mirror",
+      "import torch; xn.from_torch(torch.nn.Sequential(torch.nn.Conv2d(2, 2, 3, groups=2)), input_shape=(2, 8, 8))",
+      E.ConfigError, ValueError, "Conv2d(groups=2) has no xpnet layer; xpnet's Conv2d has groups=1",
+      needs=("torch",)),
+    C("Backends and devices", "a torch LayerNorm over part of each sample",
+      "import torch; xn.from_torch(torch.nn.Sequential(torch.nn.LayerNorm(8)), input_shape=(2, 8))",
+      E.ConfigError, ValueError, "layer 0: LayerNorm(8,) normalises part of each sample's shape (2, 8); xpnet's "
+      "LayerNorm normalises all of it", needs=("torch",)),
     C("Backends and devices", "a float16 torch module",
       "import torch; xn.from_torch(torch.nn.Sequential(torch.nn.Linear(2, 3)).half())", E.DataTypeError, TypeError,
       "the module's parameters are torch.float16; xpnet supports one of torch.float32, torch.float64 (call "

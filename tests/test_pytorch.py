@@ -138,13 +138,13 @@ def test_the_round_trip_keeps_weights_and_float32():
 
 def test_bad_modules_are_named_with_their_index():
     nn = torch.nn
-    with pytest.raises(xn.errors.ConfigError, match=r"module 1 \(Conv1d\) has no xpnet layer; from_torch maps"):
-        xn.from_torch(nn.Sequential(nn.Linear(2, 3), nn.Conv1d(1, 1, 1)))
+    with pytest.raises(xn.errors.ConfigError, match=r"module 1 \(Conv3d\) has no xpnet layer; from_torch maps"):
+        xn.from_torch(nn.Sequential(nn.Linear(2, 3), nn.Conv3d(1, 1, 1)))
     with pytest.raises(xn.errors.ConfigError, match=r"module 1\.0 \(Softplus\)"):
         xn.from_torch(nn.Sequential(nn.Linear(2, 3), nn.Sequential(nn.Softplus())))
-    with pytest.raises(xn.errors.ConfigError, match=r"module 0 \(ReLU\) follows no Linear"):
+    with pytest.raises(xn.errors.ConfigError, match=r"module 0 \(ReLU\) follows no Linear or Conv"):
         xn.from_torch(nn.Sequential(nn.ReLU(), nn.Linear(2, 3)))
-    with pytest.raises(xn.errors.ConfigError, match=r"module 2 \(Tanh\) follows no Linear without an activation"):
+    with pytest.raises(xn.errors.ConfigError, match=r"module 2 \(Tanh\) follows no Linear or Conv without an activation"):
         xn.from_torch(nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Tanh()))
     with pytest.raises(xn.errors.ConfigError, match=r"takes a torch.nn.Sequential, got torch.nn.modules.linear.Linear"):
         xn.from_torch(nn.Linear(2, 3))
@@ -160,5 +160,59 @@ def test_a_layer_without_a_twin_is_named():
             return 2 * x, lambda grad_y, need_grad_x=True: 2 * grad_y
 
     net = xn.Sequential([xn.layers.Dense(2, 3), Twice()])
-    with pytest.raises(xn.errors.ConfigError, match=r"layer 1 \(Twice\) has no PyTorch twin; to_torch maps Dense"):
+    with pytest.raises(xn.errors.ConfigError, match=r"layer 1 \(Twice\) has no PyTorch twin; to_torch maps AvgPool1D, AvgPool2D, BatchNorm"):
         net.to_torch()
+
+
+# ---- convolution, pooling and normalisation ---------------------------------------------------------
+
+def conv_2d(nn):
+    return (1, 12, 12), nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(4), nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, (3, 2), stride=(1, 2), dilation=(2, 1)), nn.Tanh(), nn.AvgPool2d(2, padding=1),
+        nn.Flatten(), nn.LayerNorm(24), nn.Linear(24, 3))
+
+
+def conv_1d(nn):
+    return (2, 16), nn.Sequential(
+        nn.Conv1d(2, 5, 3, stride=2, padding=1), nn.GELU(), nn.BatchNorm1d(5), nn.MaxPool1d(3, stride=2, padding=1),
+        nn.Conv1d(5, 3, 2), nn.AvgPool1d(2), nn.Flatten(), nn.Linear(3, 2))
+
+
+def dense_batch_norm(nn):
+    return (4,), nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.BatchNorm1d(6), nn.Linear(6, 2))
+
+
+@pytest.mark.parametrize("make", [conv_2d, conv_1d, dense_batch_norm])
+def test_conv_pool_and_norm_twins_agree_on_outputs_a_step_and_running_statistics(make):
+    torch.manual_seed(0)
+    input_shape, twin = make(torch.nn)
+    twin = twin.double()
+    X, T = data(input_shape, 0, 0)[0], np.random.default_rng(1).standard_normal((5, list(twin)[-1].out_features))
+    twin.train()(torch.from_numpy(X))  # running statistics away from their start
+    net = xn.from_torch(twin, input_shape=input_shape, backend="numpy")
+    assert_twins(net, twin, 0)
+    again = net.to_torch().double()  # and back: the same modules, weights and buffers
+    assert [type(m).__name__ for m in again] == [type(m).__name__ for m in twin]
+    assert_twins(net, again, 0)
+    same_step(net, twin, X, T)
+    after = xn.from_torch(twin, input_shape=input_shape, backend="numpy")
+    for a, b in zip(net.get_weights() + net.buffers(), after.get_weights() + after.buffers(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("module, message", [
+    (lambda nn: nn.Conv2d(1, 2, 3, groups=1, padding="same"), r"Conv2d\(padding='same'\) has no xpnet layer"),
+    (lambda nn: nn.Conv2d(2, 2, 3, groups=2), r"Conv2d\(groups=2\) has no xpnet layer; xpnet's Conv2d has groups=1"),
+    (lambda nn: nn.Conv1d(1, 2, 3, padding=1, padding_mode="reflect"), r"Conv1d\(padding_mode='reflect'\)"),
+    (lambda nn: nn.MaxPool2d(2, ceil_mode=True), r"MaxPool2d\(ceil_mode=True\)"),
+    (lambda nn: nn.MaxPool1d(2, dilation=2), r"MaxPool1d\(dilation=2\) has no xpnet layer"),
+    (lambda nn: nn.AvgPool2d(2, padding=1, count_include_pad=False), r"AvgPool2d\(count_include_pad=False\)"),
+    (lambda nn: nn.BatchNorm2d(1, affine=False), r"BatchNorm2d\(momentum=0.1, affine=False"),
+    (lambda nn: nn.BatchNorm2d(1, momentum=None), r"BatchNorm2d\(momentum=None"),
+    (lambda nn: nn.LayerNorm(8, elementwise_affine=False), r"LayerNorm\(elementwise_affine=False or bias=False\)"),
+    (lambda nn: nn.LayerNorm(8), r"layer 0: LayerNorm\(8,\) normalises part of each sample's shape \(1, 8, 8\)"),
+])
+def test_torch_modules_xpnet_cannot_mirror_are_refused_with_the_reason(module, message):
+    with pytest.raises(xn.errors.ConfigError, match=message):
+        xn.from_torch(torch.nn.Sequential(module(torch.nn)), input_shape=(1, 8, 8))

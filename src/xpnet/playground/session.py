@@ -62,7 +62,7 @@ class Session:
         self.post = post
         self.settings = controls.defaults(backend)
         self.grid = plane()
-        self.worker = None
+        self.worker, self.training = None, False
         self.stopping = threading.Event()
         self.generate()
         self.build()
@@ -122,7 +122,8 @@ class Session:
 
     @property
     def running(self):
-        return self.worker is not None and self.worker.is_alive()
+        """True from start() until the worker has trained its last epoch (it may still be sending its last frame)."""
+        return self.training
 
     def start(self, epochs):
         """Train ``epochs`` epochs (TRAIN_EPOCHS: until stop()) in a worker thread; a message if there is no data."""
@@ -131,7 +132,10 @@ class Session:
         train = ~self.held_out
         if not train.any():
             raise controls.ControlError("there are no training points: pick a data set or click on the plane")
+        if self.worker is not None:
+            self.worker.join()  # a worker that has trained its last epoch ends at once
         self.stopping.clear()
+        self.training = True
         self.worker = threading.Thread(target=self.train, args=(epochs,), name="xpnet-playground", daemon=True)
         self.worker.start()
 
@@ -172,6 +176,7 @@ class Session:
         except errors.XpnetError as e:
             self.post({"type": "error", "message": " ".join(str(e).split())})
         finally:
+            self.training = False  # before the last frame, so whoever reads that frame sees training over
             self.post(self.frame(running=False))
 
     def frame(self, running=True):

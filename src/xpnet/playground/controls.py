@@ -12,7 +12,7 @@ xpnet.playground.controls.ControlError: hidden layers have 1 to 256 units each, 
 """
 import math
 
-from .. import backends, kernels, optim
+from .. import backends, errors, kernels, optim
 
 DATASETS = ("xor", "spirals", "circles", "moons")
 SCHEDULES = ("constant", "step", "cosine", "plateau")
@@ -23,7 +23,7 @@ EXTENT = 1.6  # the plane shown is [-EXTENT, EXTENT]², in the data's own units
 GRID = 60  # the decision boundary is sampled on GRID × GRID points
 
 
-class ControlError(ValueError):
+class ControlError(errors.ConfigError):
     """A value the page sent that the control does not allow; the message is for the user."""
 
 

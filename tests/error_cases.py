@@ -256,6 +256,17 @@ CASES = [
       "import torch; xn.from_torch(torch.nn.Sequential(torch.nn.Linear(2, 3)).half())", E.DataTypeError, TypeError,
       "the module's parameters are torch.float16; xpnet supports one of torch.float32, torch.float64 (call "
       "module.float() or module.double() first)", needs=("torch",)),
+    # ---- the playground (what the page sends, checked by xpnet.playground.controls) ---------------------
+    C("Playground", "a hidden layer wider than 256 units",
+      'from xpnet.playground import controls; controls.check("hidden", [16, 300])', E.ConfigError, ValueError,
+      "hidden layers have 1 to 256 units each, got 300"),
+    C("Playground", "more than 8 hidden layers",
+      'from xpnet.playground import controls; controls.check("hidden", [4] * 9)', E.ConfigError, ValueError,
+      "hidden must be a list of at most 8 layer widths, got [4, 4, 4, 4, 4, 4, 4, 4, 4]"),
+    C("Playground", "a learning rate out of range", 'from xpnet.playground import controls; controls.check("lr", 0)',
+      E.ConfigError, ValueError, "lr must be a number from 1e-05 to 10, got 0"),
+    C("Playground", "a point outside the plane", "from xpnet.playground import controls; controls.point(2.0, 0.0, 1)",
+      E.ConfigError, ValueError, "a point's x must be a number from -1.6 to 1.6, got 2.0"),
     # ---- numerics ---------------------------------------------------------------------------------
     C("Numerics", "a loss that overflows to NaN in a mini-batch",
       'xn.MLP([2, 8, 1], activation="relu", seed=0).fit(np.full((8, 2), 1e3), np.full(8, 1e3), '

@@ -10,7 +10,7 @@ import xpnet as xn
 from xpnet import checkpoint
 from xpnet.cli import build_parser, main
 
-COMMANDS = ["info", "train", "predict", "gradcheck", "explain", "race", "warmup"]
+COMMANDS = ["info", "train", "predict", "gradcheck", "explain", "race", "warmup", "playground"]
 
 
 def test_train_on_spirals_prints_metrics(capsys):

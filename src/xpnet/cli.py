@@ -1,4 +1,5 @@
-"""The ``xpnet`` command line (also ``python -m xpnet``): info, train, predict, gradcheck, explain, race, warmup.
+"""The ``xpnet`` command line (also ``python -m xpnet``): info, train, predict, gradcheck, explain, race, warmup,
+playground.
 
 Every command has ``--help``. Errors are one line on stderr and a non-zero
 exit code: 2 for a bad command or input, 1 when ``gradcheck`` finds
@@ -300,6 +301,28 @@ def cmd_race(args):
     return 0
 
 
+def cmd_playground(args):
+    from . import optional
+
+    for module in ("starlette", "uvicorn"):
+        optional.require(module)
+    if not 0 < args.port < 65536:
+        raise errors.ConfigError(f"--port must be a port number from 1 to 65535, got {args.port}")
+    from .playground import controls, server
+
+    try:
+        backend = controls.check("backend", backends.resolve(args.backend))
+    except controls.ControlError as e:
+        raise errors.BackendUnavailableError(f"--backend {e}") from None
+    if args.host is not None:
+        _say(f"warning: serving on {args.host}: anyone who can reach it can use this machine's CPU through the "
+             "playground, which has no login; the default 127.0.0.1 serves this machine only")
+    host = args.host or "127.0.0.1"
+    print(f"xpnet playground on {backend}: http://{host}:{args.port}/  (Ctrl-C stops)", flush=True)
+    server.serve(host, args.port, backend)
+    return 0
+
+
 # ---- the parser -------------------------------------------------------------------------
 
 
@@ -421,6 +444,17 @@ def build_parser():
     warm.add_argument("--dtype", type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
                       default=["float32", "float64"], help="comma-separated, default float32,float64")
     warm.set_defaults(func=cmd_warmup)
+
+    play = sub.add_parser("playground", help="train in a browser: the boundary, the curves and BP1–BP4 live",
+                          description="Serve the playground page on this machine: pick data (click to add points), "
+                                      "the network and the optimiser, train on an xpnet backend and watch the "
+                                      "decision boundary and the curves; paused, click a point to see its trace. "
+                                      "Needs pip install -e '.[playground]'.")
+    play.add_argument("--port", type=int, default=8765, help="default 8765")
+    play.add_argument("--backend", default="numpy", help="the backend a new tab starts on (default numpy)")
+    play.add_argument("--host", help="the address to serve on (default 127.0.0.1, this machine only; "
+                                     "any other prints a warning)")
+    play.set_defaults(func=cmd_playground)
 
     from .bench import register as register_bench  # light: the benchmarks load when `xpnet bench` runs
 

@@ -1,9 +1,11 @@
-"""The one place optional libraries are imported for export and interop: a missing one says how to install it."""
+"""The one place optional libraries are imported for export, interop and the playground: a missing one says how to
+install it."""
 import importlib
 
 from .errors import BackendUnavailableError
 
-EXTRAS = {"torch": "torch", "onnx": "onnx", "safetensors": "safetensors"}
+EXTRAS = {"torch": "torch", "onnx": "onnx", "safetensors": "safetensors", "starlette": "playground",
+          "uvicorn": "playground"}
 
 
 def require(module):

@@ -113,9 +113,8 @@ def _layer_norm(m):
     if not m.elementwise_affine or m.bias is None:
         raise ConfigError("LayerNorm(elementwise_affine=False or bias=False) has no xpnet layer; xpnet's LayerNorm "
                           "learns γ and β")
-    layer = layers.LayerNorm(eps=m.eps)
-    layer.torch_shape = tuple(m.normalized_shape)  # checked against the input once shapes are known
-    return layer, {"gamma": _host(m.weight), "beta": _host(m.bias)}
+    # γ's shape is the normalised shape: from_torch checks it against each sample's once shapes are known
+    return layers.LayerNorm(eps=m.eps), {"gamma": _host(m.weight), "beta": _host(m.bias)}
 
 
 def _flatten(m):
@@ -159,18 +158,18 @@ def _dense_to_torch(nn, layer):
 
 
 def _conv_to_torch(nn, layer):
-    config, ndim = layer.config(), layer.ndim
-    window = lambda name: tuple(getattr(layer, name)[2 - ndim:])  # noqa: E731
-    conv = (nn.Conv1d, nn.Conv2d)[ndim - 1](layer.in_channels, layer.out_channels, window("kernel_size"),
-                                             window("stride"), window("padding"), window("dilation"))
+    config = layer.config()  # the window arguments as the layer was given them: an int or one per axis
+    conv = getattr(nn, type(layer).__name__.replace("D", "d"))(  # Conv2D → Conv2d
+        config["in_channels"], config["out_channels"], config["kernel_size"], config["stride"], config["padding"],
+        config["dilation"])
     return [conv] + ACTIVATIONS_TO_TORCH[config["activation"]](nn, config["alpha"]), {"W": (conv.weight, False),
                                                                                      "b": (conv.bias, False)}
 
 
 def _pool_to_torch(nn, layer):
+    config = layer.config()
     kind = type(layer).__name__.replace("D", "d")  # MaxPool2D → MaxPool2d
-    window = lambda name: tuple(getattr(layer, name)[2 - layer.ndim:])  # noqa: E731
-    return [getattr(nn, kind)(window("kernel_size"), window("stride"), window("padding"))], {}
+    return [getattr(nn, kind)(config["kernel_size"], config["stride"], config["padding"])], {}
 
 
 def _batch_norm_to_torch(nn, layer):
@@ -231,7 +230,7 @@ def from_torch(module, input_shape=None, seed=0, backend=None):
     if unsupported or len(dtypes) > 1:
         raise DataTypeError(f"from_torch: the module's parameters are {', '.join(sorted(dtypes))}; xpnet supports "
                             f"one of {', '.join(DTYPES)} (call module.float() or module.double() first)")
-    stack, weights, buffers = [], [], []
+    stack, weights, buffers, norms = [], [], [], []  # norms: each layer's LayerNorm γ from torch, or None
     open_linear = False  # the last layer built is a Dense or conv from torch, still without an activation
     for index, child in _modules(module):
         kind = type(child).__name__
@@ -253,16 +252,16 @@ def from_torch(module, input_shape=None, seed=0, backend=None):
         layer, params = FROM_TORCH[kind](child)
         if layer is not None:
             stack.append(layer)
+            norms.append(params["gamma"] if kind == "LayerNorm" else None)
             weights += [params[name] for name in layer.param_names]
             buffers += [params[name] for name in layer.buffer_names]
     if not stack:
         raise ConfigError("from_torch: the module has no layer xpnet can build (only Identity modules?)")
     net = Sequential(stack, input_shape=input_shape, seed=seed, dtype=DTYPES[dtypes.pop()] if dtypes else "float32",
                      backend=backend)
-    for index, layer in enumerate(net.layers):
-        shape = getattr(layer, "torch_shape", None)
-        if shape is not None and shape != tuple(layer.output_shape):
-            raise ConfigError(f"layer {index}: LayerNorm{shape} normalises part of each sample's shape "
+    for index, (layer, gamma) in enumerate(zip(net.layers, norms)):
+        if gamma is not None and gamma.shape != tuple(layer.output_shape):
+            raise ConfigError(f"layer {index}: LayerNorm{gamma.shape} normalises part of each sample's shape "
                               f"{tuple(layer.output_shape)}; xpnet's LayerNorm normalises all of it")
     net.set_weights(weights)
     net.set_buffers(buffers)

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from .. import callbacks, datasets, errors, network, optim, schedules
+from .. import callbacks, datasets, errors, losses, network, optim, schedules
 from ..trace import trace
 from . import controls
 
@@ -181,9 +181,7 @@ class Session:
 
     def frame(self, running=True):
         """The boundary (P(class 1) on the plane as bytes 0-255, base64), the new curve points and the counters."""
-        logits = self.net.predict(self.grid, batch_size=GRID_BATCH)
-        z = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probability = z[:, 1] / z.sum(axis=1)
+        probability = losses.get(LOSS).probabilities(self.net.predict(self.grid, batch_size=GRID_BATCH))[:, 1]
         grid = np.round(probability * 255).astype(np.uint8).tobytes()
         curves, self.curves = self.curves, []  # each curve point goes out once
         return {"type": "frame", "running": running, "epoch": self.epoch, "samples_per_sec": self.samples_per_sec,

@@ -132,6 +132,18 @@ def test_save_sends_a_checkpoint_that_loads(app, tab, tmp_path):
     np.testing.assert_array_equal(xn.load(path).predict(session.X), session.net.predict(session.X))
 
 
+def test_a_change_while_training_says_training_goes_on(tab):
+    """The frame answering a change made mid-training says running: a page shown "paused" would take the next
+    click for an explain request."""
+    tab.send_json({"type": "train"})
+    until(tab, "frame", running=True)
+    tab.send_json({"type": "set", "control": "lr", "value": 0.02})
+    until(tab, "ok", control="lr")
+    assert until(tab, "points") and until(tab, "frame")["running"]
+    tab.send_json({"type": "pause"})
+    until(tab, "frame", running=False)
+
+
 def test_switching_backend_keeps_the_weights(app, tab):
     other = next((name for name in ("numba", "array_api_strict") if name in xn.backends.available()), None)
     if other is None:

@@ -131,12 +131,15 @@ async def handle(session, message):
 
 
 async def _paused(session, change, resume, replies):
-    """Stop training, apply ``change``, send the new points and a frame, and train on if asked and it was."""
-    was_running = session.running
+    """Stop training, apply ``change``, send the new points and a frame, and train on if asked and it was.
+
+    The frame says whether training goes on: a page that read "paused" while training resumed would take the
+    next click on the plane for an explain request, until the next frame said otherwise."""
+    train_on = resume and session.running
     await asyncio.to_thread(session.stop)
     change()
-    replies = [*replies, session.points(), session.frame(running=False)]
-    if resume and was_running:
+    replies = [*replies, session.points(), session.frame(running=train_on)]
+    if train_on:
         session.start(TRAIN_EPOCHS)
     return replies
 

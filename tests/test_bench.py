@@ -108,6 +108,15 @@ def test_measure_runs_everything_under_the_cap_and_extrapolates_over_it():
     assert calls == [1, 2, 4, 8, 100]  # probes until one lasts 50 ms, then the capped run
 
 
+def test_measure_keeps_the_fastest_of_repeated_full_runs():
+    times = iter([0.01, 0.02, 0.04, 0.08, 0.9, 0.7, 0.8])  # probes of 1, 2, 4, 8, then three runs of 100
+
+    def run(n):
+        return next(times), float(n)
+
+    assert fd_vs_bp.measure(run, 100, max_seconds=5.0, repeats=3) == (100, 0.7, 100.0, False)
+
+
 def test_fd_vs_bp_runs_at_tiny_sizes_and_fills_its_json():
     result = fd_vs_bp.run(["numpy"], iterations=40, c=HAS_CC)
     rows = result["rows"]

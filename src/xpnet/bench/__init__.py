@@ -37,7 +37,8 @@ def register(subparsers):
     p.add_argument("--sizes", type=_names, default=["tiny", "small", "medium"],
                    help="backends: cases among tiny,small,medium,large (large is slow on few cores)")
     p.add_argument("--min-time", type=float, default=0.2, help="seconds each timing lasts at least")
-    p.add_argument("--repeats", type=int, default=3, help="timings per measurement (the best counts)")
+    p.add_argument("--repeats", type=int, default=3, help="timings per measurement (the best counts; fd-vs-bp: of each run that is "
+                                                             "not extrapolated)")
     p.add_argument("--cases", type=_names, default=["conv1d", "lenet5", "conv64"],
                    help="conv: cases among conv1d,lenet5,conv64")
     p.add_argument("--torch-threads", type=int, help="PyTorch threads (default: every core)")
@@ -74,7 +75,7 @@ def run_command(args):
     tables = ["## xpnet benchmarks", "", *common.machine_lines(report["machine"])]
     if "fd-vs-bp" in which:
         report["fd_vs_bp"] = fd_vs_bp.run(args.backend, iterations=args.iterations, max_seconds=args.max_seconds,
-                                          c=not args.no_c, seed=args.seed, log=log)
+                                          c=not args.no_c, seed=args.seed, log=log, repeats=args.repeats)
         tables += ["", fd_vs_bp.table(report["fd_vs_bp"])]
     if "scaling" in which:
         report["scaling"] = scaling.run(args.backend, max_params=args.max_params, min_time=args.min_time,

@@ -31,6 +31,13 @@ def full_size(config):
     return config.getoption("--bench-size") == "full"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Timed runs at full size last as long as they need: no per-test timeout (pyproject.toml sets 300 s)."""
+    if full_size(config) and config.pluginmanager.hasplugin("timeout"):
+        for item in items:
+            item.add_marker(pytest.mark.timeout(0))
+
+
 def pytest_generate_tests(metafunc):
     """Sizes depend on --bench-size: the scaling suite's networks and the step suite's cases."""
     full = full_size(metafunc.config)

@@ -3,8 +3,10 @@ the C baselines compute what xpnet computes."""
 import importlib.util
 import json
 import math
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -279,3 +281,10 @@ def test_the_pytorch_model_is_the_twin_unless_told_otherwise():
                                atol=1e-6)
     own = throughput.torch_model(net, torch.device("cpu"), twin=False)
     assert not np.allclose(own(torch.from_numpy(X).float()).detach().numpy(), net.predict(X))
+
+
+def test_the_compile_profile_script_reports_the_first_step():
+    pytest.importorskip("numba")
+    script = Path(__file__).parent.parent / "benchmarks" / "compile_profile.py"
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
+    assert re.match(r"import [\d.]+ s, build [\d.]+ s, first step [\d.]+ s, \d+ functions compiled", result.stdout)

@@ -316,3 +316,29 @@ def test_the_page_and_its_files_are_served_locally(app):
         assert client.get(f"/static/{name}").status_code == 200
         assert f"/static/{name}" in page.text
     assert "http" not in page.text.replace("http-equiv", "")  # nothing fetched from the internet
+
+
+def test_a_slow_tab_holds_one_frame_with_every_curve_point_and_sees_every_reset():
+    import asyncio
+
+    def frame(epoch, curves):
+        return {"type": "frame", "epoch": epoch, "grid": f"grid at {epoch}", "curves": curves}
+
+    outbox = server.Outbox()
+    outbox.put_nowait({"type": "hello"})
+    for epoch in range(10, 1010, 10):  # 100 ms frames the tab did not read
+        outbox.put_nowait(frame(epoch, [[epoch, 0.5]]))
+    assert len(outbox) == 2
+    outbox.put_nowait(frame(0, []))  # a reset: never merged, so the page clears its curves
+    outbox.put_nowait(frame(10, [[10, 0.9]]))
+    outbox.put_nowait(frame(20, [[20, 0.8]]))
+    outbox.put_nowait({"type": "ok", "control": "lr", "value": 0.1})
+    outbox.put_nowait(frame(5, [[5, 0.7]]))  # a lower epoch (a new dataset): not merged either
+
+    async def drain():
+        return [await outbox.get() for _ in range(len(outbox))]
+
+    hello, before, reset, after, ok, lower = asyncio.run(drain())
+    assert hello == {"type": "hello"} and ok["type"] == "ok"
+    assert before["grid"] == "grid at 1000" and before["curves"] == [[e, 0.5] for e in range(10, 1010, 10)]
+    assert reset == frame(0, []) and after == frame(20, [[10, 0.9], [20, 0.8]]) and lower == frame(5, [[5, 0.7]])

@@ -8,6 +8,7 @@ tab stops its training and drops its network.
 """
 import asyncio
 import base64
+import collections
 import json
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def create_app(backend="numpy"):
 
     async def tab(websocket: WebSocket):
         await websocket.accept()
-        outbox: asyncio.Queue = asyncio.Queue()
+        outbox = Outbox()
         loop = asyncio.get_running_loop()
         session = Session(lambda message: loop.call_soon_threadsafe(outbox.put_nowait, message), backend)
         app.state.sessions.add(session)
@@ -69,6 +70,35 @@ def create_app(backend="numpy"):
     app = Starlette(routes=[Route("/", page), WebSocketRoute("/ws", tab), Mount("/static", StaticFiles(directory=STATIC))])
     app.state.sessions = set()
     return app
+
+
+class Outbox:
+    """One tab's messages, in order. A frame that continues the frame still waiting to go out replaces it
+    and carries its curve points along, so a tab that reads slowly holds one frame in memory, not one per
+    100 ms. A frame at epoch 0 (a new network) or at a lower epoch is never merged: the page clears its
+    curves when it sees one."""
+
+    def __init__(self):
+        self.messages: collections.deque = collections.deque()
+        self.ready = asyncio.Event()
+
+    def put_nowait(self, message):
+        last = self.messages[-1] if self.messages else None
+        if (message["type"] == "frame" and last is not None and last["type"] == "frame"
+                and 0 < last["epoch"] <= message["epoch"]):
+            self.messages.pop()
+            message = dict(message, curves=last["curves"] + message["curves"])
+        self.messages.append(message)
+        self.ready.set()
+
+    async def get(self):
+        while not self.messages:
+            self.ready.clear()
+            await self.ready.wait()
+        return self.messages.popleft()
+
+    def __len__(self):
+        return len(self.messages)
 
 
 async def _send_all(websocket, outbox):

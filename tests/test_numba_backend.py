@@ -117,6 +117,7 @@ def test_loss_kernels_match_base(numba_backend, base, loss, shape, dtype, rng):
     want_loss, want_grad = base.loss_and_grad(loss, pred, target)
     close(got_loss, want_loss, dtype)
     close(got_grad, want_grad, dtype)
+    assert got_grad.flags.c_contiguous  # rows of samples, as pred: no transposed copy on either side
 
 
 UPDATES = [("sgd", dict(lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0)),

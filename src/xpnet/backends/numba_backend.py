@@ -157,13 +157,12 @@ class NumbaBackend(NumpyBackend):
         code = mlp.LOSS_CODES.get(name)
         if code is None or pred.ndim != 2:
             return super().loss_and_grad(name, pred, target, need_grad)
-        # The fused step's loss, on the flat transposed (outputs × samples) layout it works with.
+        # The fused step's loss, on rows of samples as they come (unit stride 1, sample stride k).
         n, k = pred.shape
-        outputs = np.ascontiguousarray(pred.T).reshape(-1)
         grad = np.empty(n * k, dtype=pred.dtype)
-        loss = mlp.output_loss(code, target, np.arange(n), 0, k, n, outputs, grad, 0,
-                               bce_clip(pred.dtype == np.float32), need_grad)
-        return np.asarray(loss, dtype=pred.dtype), grad.reshape(k, n).T if need_grad else None
+        loss = mlp.output_loss(code, target, np.arange(n), 0, k, n, np.ascontiguousarray(pred).reshape(-1), grad, 0,
+                               1, k, bce_clip(pred.dtype == np.float32), need_grad)
+        return np.asarray(loss, dtype=pred.dtype), grad.reshape(n, k) if need_grad else None
 
     def sgd_update(self, param, grad, velocity, lr, momentum, nesterov, weight_decay):
         if not _flat_ok(param, grad, velocity):

@@ -182,30 +182,32 @@ def forward(P, layout, alphas, m, Z, A):
 
 
 @jit
-def output_loss(loss_code, Y, order, start, k, m, A, D, out, bce_eps, want_grad):
-    """Mean loss of the k outputs of m samples, unit j of sample r at A[out + j·m + r], against target row
-    Y[order[start + r]]; with want_grad, D (same places) ← ∂C/∂a, where backpropagation starts (BP1)."""
+def output_loss(loss_code, Y, order, start, k, m, A, D, out, unit, sample, bce_eps, want_grad):
+    """Mean loss of the k outputs of m samples, unit j of sample r at A[out + j·unit + r·sample] (the fused
+    step's transposed layout: unit = m, sample = 1; rows of samples: unit = 1, sample = k), against target
+    row Y[order[start + r]]; with want_grad, D (same places) ← ∂C/∂a, where backpropagation starts (BP1)."""
     total = 0.0
     if loss_code == SOFTMAX_CE:  # softmax cross-entropy over the k logits of each sample
         for r in range(m):
-            row = order[start + r]
-            top = A[out + r]
+            row, first = order[start + r], out + r * sample
+            top = A[first]
             for j in range(1, k):
-                top = max(top, A[out + j * m + r])
+                top = max(top, A[first + j * unit])
             norm = 0.0
             for j in range(k):
-                norm += M.exp(A[out + j * m + r] - top)
+                norm += M.exp(A[first + j * unit] - top)
             for j in range(k):
-                a = A[out + j * m + r]
+                a = A[first + j * unit]
                 total += _softmax_ce_terms(M, a, top, norm, Y[row, j])
                 if want_grad:
-                    D[out + j * m + r] = _softmax_ce_grad(M, a, top, norm, Y[row, j], m)  # (softmax − y) / m
+                    D[first + j * unit] = _softmax_ce_grad(M, a, top, norm, Y[row, j], m)  # (softmax − y) / m
         return total / m
     count = m * k
     for r in range(m):
         row = order[start + r]
         for j in range(k):
-            y, a, at = Y[row, j], A[out + j * m + r], out + j * m + r
+            at = out + j * unit + r * sample
+            y, a = Y[row, j], A[at]
             if loss_code == BCE:
                 p = M.clip(a, bce_eps, 1.0 - bce_eps)
                 total += _cross_entropy(M, p, y)
@@ -263,16 +265,16 @@ def finite_difference(Y, order, start, m, P, G, layout, alphas, loss_code, hp, c
     L = layout.shape[1] - 1
     k, out = layout[SIZE, L], layout[ROW, L] * m  # the output rows; D stays untouched (no gradient wanted)
     forward(P, layout, alphas, m, Z, A)
-    base = output_loss(loss_code, Y, order, start, k, m, A, D, out, bce_eps, False)
+    base = output_loss(loss_code, Y, order, start, k, m, A, D, out, m, 1, bce_eps, False)
     for q in range(P.shape[0]):
         old = P[q]
         P[q] = old + eps
         forward(P, layout, alphas, m, Z, A)
-        plus = output_loss(loss_code, Y, order, start, k, m, A, D, out, bce_eps, False)
+        plus = output_loss(loss_code, Y, order, start, k, m, A, D, out, m, 1, bce_eps, False)
         if central:
             P[q] = old - eps
             forward(P, layout, alphas, m, Z, A)
-            minus = output_loss(loss_code, Y, order, start, k, m, A, D, out, bce_eps, False)
+            minus = output_loss(loss_code, Y, order, start, k, m, A, D, out, m, 1, bce_eps, False)
             G[q] = (plus - minus) / (2.0 * eps)
         else:
             G[q] = (plus - base) / eps
@@ -302,7 +304,8 @@ def batch_gradient(X, Y, order, start, m, load, P, G, layout, alphas, loss_code,
     if FD_ON and gradient != 0:
         return finite_difference(Y, order, start, m, P, G, layout, alphas, loss_code, hp, gradient == 2, Z, A, D)
     forward(P, layout, alphas, m, Z, A)
-    loss = output_loss(loss_code, Y, order, start, layout[SIZE, L], m, A, D, layout[ROW, L] * m, hp[BCE_EPS], True)
+    loss = output_loss(loss_code, Y, order, start, layout[SIZE, L], m, A, D, layout[ROW, L] * m, m, 1, hp[BCE_EPS],
+                       True)
     # Backward: D holds ∂C/∂a of the output rows (BP1 begins there).
     for l in range(L - 1, -1, -1):
         fan_in, fan_out = layout[SIZE, l], layout[SIZE, l + 1]

@@ -213,6 +213,7 @@ def test_batch_norm_and_layer_norm_equal_torch(name, shape, seed):
 # ---- every numba and CuPy kernel against the base kernel ---------------------------------------------------
 
 WINDOW = ((3, 2), (2, 1), (1, 1), (1, 2))  # kernel, stride, padding, dilation
+WINDOW_ACROSS = ((2, 3), (1, 2), (0, 1), (1, 1))  # a stride across the rows too (col2im's other loop)
 POOL = ((3, 2), (2, 2), (1, 1))
 TOL = {"float32": dict(rtol=2e-5, atol=2e-5), "float64": dict(rtol=1e-12, atol=1e-12)}
 
@@ -232,6 +233,7 @@ def kernel_calls(backend, rng, dtype, layout):
         "im2col": backend.im2col(x, *WINDOW),
         "im2col -inf": backend.im2col(x, *WINDOW, pad_value=-float("inf")),
         "col2im": backend.col2im(put(rng.standard_normal(cols_shape)), x.shape, *WINDOW),
+        "col2im across": backend.col2im(put(rng.standard_normal((3 * 2 * 3, 2 * 6 * 3))), x.shape, *WINDOW_ACROSS),
         "max_pool": backend.max_pool(x, *POOL),
         "max_pool_backward": backend.max_pool_backward(g_pool, argmax, x.shape, *POOL),
         "avg_pool": backend.avg_pool(x, *POOL),

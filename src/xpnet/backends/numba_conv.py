@@ -4,14 +4,18 @@ Each kernel writes every output element once, with ``prange`` over outputs that
 are independent: col2im and pooling over (sample, channel) planes, batch norm over
 channels. im2col is NumPy's strided copy (numpy_backend.py): a compiled loop of
 short row copies measured 2–3× slower on LeNet's shapes. No two threads ever add
-into the same element. The batch-norm formulas are kernels.py's, compiled on
-scalars through numba_math.
+into the same element. col2im and max pooling index their arrays flat, with
+unsigned indices (numba_mlp's ``ix``): a slice per row cost a view each, and
+4-D indices a wrap-around check each, which made col2im 2.5–3× slower on
+LeNet's and conv64's shapes. The batch-norm formulas are kernels.py's,
+compiled on scalars through numba_math.
 """
 import numpy as np
 from numba import prange
 
 from .. import kernels
 from . import numba_math as M
+from .numba_mlp import ix
 
 _batch_norm = M.jit(kernels.batch_norm, inline="always")
 _batch_norm_grad = M.jit(kernels.batch_norm_grad, inline="always")
@@ -27,52 +31,56 @@ def _span(offset, stride, size, count):
 
 def _col2im(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
     n_samples, channels, height, width = out.shape
-    for plane in prange(n_samples * channels):  # one (n, c) plane of ∂C/∂x per thread: no shared sums
+    grad, columns = out.reshape(-1), cols.reshape(-1)  # flat, with unsigned indices: no view per row, and
+    for plane in prange(n_samples * channels):         # the stride-1 row loop vectorises
         n, c = plane // channels, plane % channels
         for i in range(kh):
             p_lo, p_hi = _span(i * dh - ph, sh, height, oh)
             for j in range(kw):
-                row = (c * kh + i) * kw + j
                 q_lo, q_hi = _span(j * dw - pw, sw, width, ow)
+                source = ((c * kh + i) * kw + j) * cols.shape[1] + n * oh * ow  # row (c, i, j), sample n
                 for p in range(p_lo, p_hi):
-                    h, start = p * sh - ph + i * dh, n * oh * ow + p * ow
-                    first = q_lo * sw - pw + j * dw
+                    into = (plane * height + p * sh - ph + i * dh) * width + j * dw - pw  # + q·sw
+                    at = source + p * ow
                     if sw == 1:
-                        out[n, c, h, first:first + q_hi - q_lo] += cols[row, start + q_lo:start + q_hi]
+                        for q in range(q_lo, q_hi):
+                            grad[ix(into + q)] += columns[ix(at + q)]
                     else:
                         for q in range(q_lo, q_hi):
-                            out[n, c, h, first + (q - q_lo) * sw] += cols[row, start + q]
+                            grad[ix(into + q * sw)] += columns[ix(at + q)]
 
 
 def _max_pool(x, kh, kw, sh, sw, ph, pw, y, argmax):
     n_samples, channels, height, width = x.shape
     oh, ow = y.shape[2], y.shape[3]
+    xs, ys, wheres = x.reshape(-1), y.reshape(-1), argmax.reshape(-1)  # flat, as in _col2im
     for plane in prange(n_samples * channels):
-        n, c = plane // channels, plane % channels
         for p in range(oh):
             i_lo, i_hi = _span(p * sh - ph, 1, height, kh)  # window rows inside the input
             for q in range(ow):
                 j_lo, j_hi = _span(q * sw - pw, 1, width, kw)
-                best, where = -np.inf, 0
+                best, where = xs.dtype.type(-np.inf), 0
                 for i in range(i_lo, i_hi):
+                    at = (plane * height + p * sh - ph + i) * width + q * sw - pw  # + j
                     for j in range(j_lo, j_hi):
-                        v = x[n, c, p * sh - ph + i, q * sw - pw + j]
-                        if v > best or (np.isnan(v) and not np.isnan(best)):  # the first maximum; NaN wins, as argmax
+                        v = xs[ix(at + j)]
+                        if v > best or (v != v and best == best):  # the first maximum; NaN wins, as argmax
                             best, where = v, i * kw + j
-                y[n, c, p, q] = best
-                argmax[n, c, p, q] = where
+                ys[ix((plane * oh + p) * ow + q)] = best
+                wheres[ix((plane * oh + p) * ow + q)] = where
 
 
 def _max_pool_backward(grad_y, argmax, kh, kw, sh, sw, ph, pw, grad_x):
     n_samples, channels, oh, ow = grad_y.shape
+    height, width = grad_x.shape[2], grad_x.shape[3]
+    dy, wheres, dx = grad_y.reshape(-1), argmax.reshape(-1), grad_x.reshape(-1)
     for plane in prange(n_samples * channels):
-        n, c = plane // channels, plane % channels
         for p in range(oh):
             for q in range(ow):
-                k = argmax[n, c, p, q]
+                k = wheres[ix((plane * oh + p) * ow + q)]
                 h, w = p * sh - ph + k // kw, q * sw - pw + k % kw
-                if 0 <= h < grad_x.shape[2] and 0 <= w < grad_x.shape[3]:  # a window of padding alone: no input
-                    grad_x[n, c, h, w] += grad_y[n, c, p, q]
+                if 0 <= h < height and 0 <= w < width:  # a window of padding alone: no input
+                    dx[ix((plane * height + h) * width + w)] += dy[ix((plane * oh + p) * ow + q)]
 
 
 def _avg_pool(x, kh, kw, sh, sw, ph, pw, y):

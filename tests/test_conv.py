@@ -232,6 +232,7 @@ def kernel_calls(backend, rng, dtype, layout):
     return {
         "im2col": backend.im2col(x, *WINDOW),
         "im2col -inf": backend.im2col(x, *WINDOW, pad_value=-float("inf")),
+        "im2col across": backend.im2col(x, *WINDOW_ACROSS),
         "col2im": backend.col2im(put(rng.standard_normal(cols_shape)), x.shape, *WINDOW),
         "col2im across": backend.col2im(put(rng.standard_normal((3 * 2 * 3, 2 * 6 * 3))), x.shape, *WINDOW_ACROSS),
         "max_pool": backend.max_pool(x, *POOL),

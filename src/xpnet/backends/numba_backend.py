@@ -192,6 +192,16 @@ class NumbaBackend(NumpyBackend):
 
     # ---- convolution, pooling, batch norm: numba_conv.py's single-pass kernels (im2col is NumPy's) --------
 
+    def im2col(self, x, kernel_size, stride, padding, dilation, pad_value=0.0):
+        if not _floats(x) or x.ndim != 4:
+            return super().im2col(x, kernel_size, stride, padding, dilation, pad_value)
+        (n, c, _, _), (kh, kw) = x.shape, kernel_size
+        oh, ow = conv_output_shape(x.shape[2:], kernel_size, stride, padding, dilation)
+        cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
+        self._kernel("_im2col", cols.size)(np.ascontiguousarray(x), *kernel_size, *stride, *padding, *dilation, oh, ow,
+                                           pad_value, cols)
+        return cols
+
     def col2im(self, cols, x_shape, kernel_size, stride, padding, dilation):
         oh, ow = conv_output_shape(x_shape[2:], kernel_size, stride, padding, dilation)
         if not _floats(cols) or cols.shape != (x_shape[1] * kernel_size[0] * kernel_size[1], x_shape[0] * oh * ow):

@@ -1,13 +1,13 @@
 """numba kernels for convolution, pooling and batch normalisation on (N, C, H, W) and (N, C, S) arrays.
 
 Each kernel writes every output element once, with ``prange`` over outputs that
-are independent: col2im and pooling over (sample, channel) planes, batch norm over
-channels. im2col is NumPy's strided copy (numpy_backend.py): a compiled loop of
-short row copies measured 2–3× slower on LeNet's shapes. No two threads ever add
-into the same element. col2im and max pooling index their arrays flat, with
+are independent: im2col over rows of the columns, col2im and pooling over
+(sample, channel) planes, batch norm over channels. No two threads ever add into
+the same element. im2col, col2im and max pooling index their arrays flat, with
 unsigned indices (numba_mlp's ``ix``): a slice per row cost a view each, and
 4-D indices a wrap-around check each, which made col2im 2.5–3× slower on
-LeNet's and conv64's shapes. The batch-norm formulas are kernels.py's,
+LeNet's and conv64's shapes; the flat im2col copies conv64's columns in half
+the time of NumPy's strided copy. The batch-norm formulas are kernels.py's,
 compiled on scalars through numba_math.
 """
 import numpy as np
@@ -27,6 +27,32 @@ def _span(offset, stride, size, count):
     lo = min(max(0, -((offset) // stride)), count)  # ceil(−offset / stride)
     hi = min(max(lo, -((offset - size) // stride)), count)  # ceil((size − offset) / stride)
     return lo, hi
+
+
+def _im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, pad_value, cols):
+    n_samples, channels, height, width = x.shape
+    xs, out = x.reshape(-1), cols.reshape(-1)  # flat, as in _col2im
+    for row in prange(channels * kh * kw):  # one row (c, i, j) of the columns per thread
+        c, i, j = row // (kh * kw), row // kw % kh, row % kw
+        q_lo, q_hi = _span(j * dw - pw, sw, width, ow)  # the outputs whose window column j is inside
+        for n in range(n_samples):
+            for p in range(oh):
+                h, at = p * sh - ph + i * dh, ((row * n_samples + n) * oh + p) * ow  # + q
+                if h < 0 or h >= height:  # a row of padding
+                    q_lo_h, q_hi_h = ow, ow
+                else:
+                    q_lo_h, q_hi_h = q_lo, q_hi
+                for q in range(min(q_lo_h, ow)):
+                    out[ix(at + q)] = pad_value
+                source = ((n * channels + c) * height + h) * width + j * dw - pw  # + q·sw
+                if sw == 1:
+                    for q in range(q_lo_h, q_hi_h):
+                        out[ix(at + q)] = xs[ix(source + q)]
+                else:
+                    for q in range(q_lo_h, q_hi_h):
+                        out[ix(at + q)] = xs[ix(source + q * sw)]
+                for q in range(q_hi_h, ow):
+                    out[ix(at + q)] = pad_value
 
 
 def _col2im(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
@@ -163,5 +189,5 @@ def _bn_backward(grad_y, xhat, inv_std, gamma, mean_dy, mean_dy_xhat, grad_x):
                                                    mean_dy[c], mean_dy_xhat[c])
 
 
-FUNCTIONS = (_col2im, _max_pool, _max_pool_backward, _avg_pool, _avg_pool_backward, _bn_statistics,
+FUNCTIONS = (_im2col, _col2im, _max_pool, _max_pool_backward, _avg_pool, _avg_pool_backward, _bn_statistics,
              _bn_forward, _bn_sums, _bn_backward)

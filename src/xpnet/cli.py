@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from . import __version__, backends, checkpoint, datasets, errors, network
+from . import __version__, allocator, backends, checkpoint, datasets, errors, network
 
 DATASETS = ("spirals", "circles", "moons", "xor", "digits", "mnist")
 LOSS_NAMES = ("mse", "bce", "bce_logits", "softmax_ce")
@@ -464,6 +464,8 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if os.environ.get("XPNET_MALLOC", "heap") != "default":  # see xpnet.allocator: no page faults per step
+        allocator.reuse_freed_memory()
     try:
         return args.func(args)
     except errors.XpnetError as e:

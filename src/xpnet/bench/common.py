@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from .. import __version__, backends
+from .. import __version__, allocator, backends
 
 # Usable backends that are not timed unless asked for by name, and why.
 NOT_BY_DEFAULT = {"array_api_strict": "a correctness tool, not a fast backend",
@@ -92,7 +92,7 @@ def machine():
             "platform": platform.platform(), "python": platform.python_version(), "xpnet": __version__,
             "numpy": np.__version__, "blas": blas_name(),
             "versions": {p: _version(p) for p in ("numba", "cupy-cuda12x", "cupy-cuda13x", "torch", "scipy")},
-            "thread_settings": threads or "defaults", "backends": backends.available()}
+            "thread_settings": threads or "defaults", "malloc": allocator.describe(), "backends": backends.available()}
 
 
 def machine_lines(info):
@@ -101,7 +101,7 @@ def machine_lines(info):
     return [f"- date: {info['date']}",
             f"- CPU: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable)",
             f"- BLAS: {info['blas']}; numpy {info['numpy']}; python {info['python']}; {versions}",
-            f"- platform: {info['platform']}; threads: {info['thread_settings']}",
+            f"- platform: {info['platform']}; threads: {info['thread_settings']}; malloc: {info['malloc']}",
             f"- backends usable: {', '.join(info['backends'])}"]
 
 

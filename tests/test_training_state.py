@@ -115,8 +115,11 @@ def test_ctrl_c_rolls_back_to_the_last_completed_epoch_and_can_be_resumed(tmp_pa
 
 
 CHILD = """
-import json, sys
+import json, signal, sys
 import xpnet as xn
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C's KeyboardInterrupt, even where this process
+# inherited SIGINT ignored (a shell starts background jobs so, and CI may run the suite as one)
 
 class Beacon(xn.optim.SGD):
     '''SGD that tells the parent, once, that training is well under way.'''

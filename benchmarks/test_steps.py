@@ -53,3 +53,16 @@ def test_pytorch_step(benchmark, backend, case, way):
     run = (lambda: [one(Xt[:batch], Tt[:batch])]) if way == "step" else epoch
     benchmark.extra_info["samples_per_call"] = batch if way == "step" else len(X)
     assert all(math.isfinite(v) for v in benchmark(run))
+
+
+@pytest.mark.parametrize("labels", ["int64", "int32", "one-hot"])
+@pytest.mark.parametrize("x_dtype", ["float32", "float64"])
+def test_step_call_with_its_checks(benchmark, backend, labels, x_dtype):
+    """``step(X, y)`` as users call it on the small net: input checks and label conversion included."""
+    spec = throughput.CASES["small"]
+    X, y = throughput.make_data(spec)
+    X, y = X[:spec["batch"]].astype(x_dtype), y[:spec["batch"]]
+    y = np.eye(spec["layers"][-1], dtype=x_dtype)[y] if labels == "one-hot" else y.astype(labels)
+    step = throughput.make_net(spec, backend).compile(spec["loss"], xn.optim.SGD(lr=spec["lr"]))
+    step(X, y)  # a compiled step compiles here, outside the timing
+    assert math.isfinite(benchmark(step, X, y))

@@ -267,6 +267,18 @@ def test_numba_kernels_match_the_base_kernels(dtype, layout, parallel, monkeypat
     assert_kernels_match(numba_backend.NumbaBackend(), Backend(np, device="cpu"), dtype, layout)
 
 
+@pytest.mark.parametrize("name", ["numpy", pytest.param("numba", marks=needs_numba)])
+def test_max_pool_takes_the_first_nan_of_a_window_as_numpys_argmax_does(name):
+    x = np.random.default_rng(1).standard_normal((2, 3, 7, 6))
+    x.reshape(-1)[::5] = np.nan  # windows with no NaN, one, and several
+    backend, base = xn.get_backend(name), Backend(np, device="cpu")
+    for window in (((2, 2), (2, 2), (0, 0)), POOL):
+        (y, where), (want_y, want_where) = backend.max_pool(x, *window), base.max_pool(x, *window)
+        np.testing.assert_array_equal(y, want_y)  # NaN where the base has NaN
+        np.testing.assert_array_equal(where, want_where)
+        assert np.isnan(y).any() and not np.isnan(y).all()
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("layout", ["contiguous", "strided"])
 def test_numpy_kernels_match_the_base_kernels(dtype, layout):

@@ -190,7 +190,7 @@ class NumbaBackend(NumpyBackend):
         mlp.limit_norms(W.reshape(-1), mlp.make_layout(W.shape, ["identity"])[0], float(limit))
 
 
-    # ---- convolution, pooling, batch norm: numba_conv.py's single-pass kernels (im2col is NumPy's) --------
+    # ---- convolution, pooling, batch norm: numba_conv.py's single-pass kernels ------------------------------
 
     def im2col(self, x, kernel_size, stride, padding, dilation, pad_value=0.0):
         if not _floats(x) or x.ndim != 4:

@@ -7,8 +7,9 @@ the same element. im2col, col2im and max pooling index their arrays flat, with
 unsigned indices (numba_mlp's ``ix``): a slice per row cost a view each, and
 4-D indices a wrap-around check each, which made col2im 2.5–3× slower on
 LeNet's and conv64's shapes. The flat im2col took 4.4–8.2 ms a step for
-conv64's columns where NumPy's strided copy took 10.1–10.2 (LeNet's: the same). The batch-norm formulas are kernels.py's,
-compiled on scalars through numba_math.
+conv64's columns where NumPy's strided copy took 10.1–10.2 (LeNet's: the
+same). The batch-norm formulas are kernels.py's, compiled on scalars through
+numba_math.
 """
 import numpy as np
 from numba import prange
@@ -38,20 +39,17 @@ def _im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, pad_value, cols):
         for n in range(n_samples):
             for p in range(oh):
                 h, at = p * sh - ph + i * dh, ((row * n_samples + n) * oh + p) * ow  # + q
-                if h < 0 or h >= height:  # a row of padding
-                    q_lo_h, q_hi_h = ow, ow
-                else:
-                    q_lo_h, q_hi_h = q_lo, q_hi
-                for q in range(min(q_lo_h, ow)):
+                lo, hi = (q_lo, q_hi) if 0 <= h < height else (ow, ow)  # a row of padding: none inside
+                for q in range(lo):
                     out[ix(at + q)] = pad_value
                 source = ((n * channels + c) * height + h) * width + j * dw - pw  # + q·sw
                 if sw == 1:
-                    for q in range(q_lo_h, q_hi_h):
+                    for q in range(lo, hi):
                         out[ix(at + q)] = xs[ix(source + q)]
                 else:
-                    for q in range(q_lo_h, q_hi_h):
+                    for q in range(lo, hi):
                         out[ix(at + q)] = xs[ix(source + q * sw)]
-                for q in range(q_hi_h, ow):
+                for q in range(hi, ow):
                     out[ix(at + q)] = pad_value
 
 

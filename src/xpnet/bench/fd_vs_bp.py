@@ -125,8 +125,7 @@ def run(backends=None, iterations=1_000_000, max_seconds=30.0, c=True, seed=0, l
         r["fd_bp_ratio"] = r["ns_per_iteration"] / bp["ns_per_iteration"]
     return {"experiment": "XOR 2-2-1 sigmoid, MSE, full batch, SGD lr 1, init Uniform(0, 1)", "dtype": "float32",
             "seed": seed, "iterations": iterations, "eps": EPS, "max_seconds": max_seconds, "repeats": repeats,
-            **compiler,
-            "rows": rows, "skipped": skipped, "article": ARTICLE}
+            **compiler, "rows": rows, "skipped": skipped, "article": ARTICLE}
 
 
 def table(result):

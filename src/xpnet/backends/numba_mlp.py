@@ -18,9 +18,14 @@ The formulas are those of kernels.py, compiled on scalars through numba_math.
 ``batch_gradient`` and ``update`` are inlined into ``train``, which runs them
 back to back; ``compute_gradient`` and ``apply_update`` are the same two
 halves as separate entries, so data-parallel training can average G over the
-ranks in between. A call that passes arrays costs their reference counts, so
-the loops make none but one: the loss (``output_loss``, every loss), one call
-per batch, compiled once per dtype and shared by every variant (see ``variant``).
+ranks in between. The loss (``output_loss``, every loss) is one call per
+batch, compiled once per dtype and shared by every variant (see ``variant``).
+
+Everything here compiles without numba's reference-counting runtime (NRT):
+nothing in it allocates, and with NRT every inlined call that passes arrays
+costs an atomic increment and decrement per array, per batch, which numba's
+pruning of such pairs cannot remove across the loops in between: about a
+quarter of the XOR step's time (README, "Backprop against C").
 """
 import contextlib
 import math
@@ -49,12 +54,12 @@ ix = np.uint64  # an unsigned index: numba wraps negative signed indices around,
 
 
 def jit(fn):
-    return M.jit(fn, fastmath=M.FASTMATH)
+    return M.jit(fn, fastmath=M.FASTMATH, _nrt=False)  # no reference counts (see above)
 
 
 def jit_inline(fn):
     """For functions in hot loops: inlined where called, so the loop can vectorise."""
-    return M.jit(fn, fastmath=M.FASTMATH, inline="always")
+    return M.jit(fn, fastmath=M.FASTMATH, inline="always", _nrt=False)
 
 
 def make_layout(sizes, activations):

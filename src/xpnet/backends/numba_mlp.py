@@ -21,11 +21,11 @@ halves as separate entries, so data-parallel training can average G over the
 ranks in between. The loss (``output_loss``, every loss) is one call per
 batch, compiled once per dtype and shared by every variant (see ``variant``).
 
-Everything here compiles without numba's reference-counting runtime (NRT):
-nothing in it allocates, and with NRT every inlined call that passes arrays
-costs an atomic increment and decrement per array, per batch, which numba's
-pruning of such pairs cannot remove across the loops in between: about a
-quarter of the XOR step's time (README, "Backprop against C").
+Everything here but the BLAS variants (see ``variant``) compiles without
+numba's reference-counting runtime (NRT): nothing in it allocates, and with
+NRT every inlined call that passes arrays costs an atomic increment and
+decrement per array, per batch, which numba's pruning of such pairs cannot
+remove across the loops in between: about a quarter of the XOR step's time.
 """
 import contextlib
 import math
@@ -53,13 +53,13 @@ ix = np.uint64  # an unsigned index: numba wraps negative signed indices around,
 # access that stops LLVM from vectorising a loop whose index it cannot prove ≥ 0 (offsets read from layout)
 
 
-def jit(fn):
-    return M.jit(fn, fastmath=M.FASTMATH, _nrt=False)  # no reference counts (see above)
+def jit(fn, nrt=False):
+    return M.jit(fn, fastmath=M.FASTMATH, _nrt=nrt)  # no reference counts unless asked (see above)
 
 
-def jit_inline(fn):
+def jit_inline(fn, nrt=False):
     """For functions in hot loops: inlined where called, so the loop can vectorise."""
-    return M.jit(fn, fastmath=M.FASTMATH, inline="always", _nrt=False)
+    return M.jit(fn, fastmath=M.FASTMATH, inline="always", _nrt=nrt)
 
 
 def make_layout(sizes, activations):
@@ -76,15 +76,15 @@ def make_layout(sizes, activations):
     return layout, offset
 
 
-_act = [jit(forward) for forward, _ in kernels.ACTIVATIONS.values()]
-_act_grad = [jit(backward) for _, backward in kernels.ACTIVATIONS.values()]
+_act = [jit_inline(forward) for forward, _ in kernels.ACTIVATIONS.values()]
+_act_grad = [jit_inline(backward) for _, backward in kernels.ACTIVATIONS.values()]
 (_identity, _sigmoid, _tanh, _relu, _leaky_relu, _gelu, _gelu_tanh) = _act
 (_identity_g, _sigmoid_g, _tanh_g, _relu_g, _leaky_relu_g, _gelu_g, _gelu_tanh_g) = _act_grad
-_squared_error, _squared_error_grad = jit(kernels.squared_error), jit(kernels.squared_error_grad)
-_cross_entropy, _cross_entropy_grad = jit(kernels.cross_entropy), jit(kernels.cross_entropy_grad)
-_ce_logits, _ce_logits_grad = jit(kernels.cross_entropy_logits), jit(kernels.cross_entropy_logits_grad)
-_softmax_ce_terms, _softmax_ce_grad = jit(kernels.softmax_ce_terms), jit(kernels.softmax_ce_grad)
-_weight_decayed, _sgd, _rmsprop, _adam = (jit(f) for f in (kernels.weight_decayed, kernels.sgd, kernels.rmsprop,
+_squared_error, _squared_error_grad = jit_inline(kernels.squared_error), jit_inline(kernels.squared_error_grad)
+_cross_entropy, _cross_entropy_grad = jit_inline(kernels.cross_entropy), jit_inline(kernels.cross_entropy_grad)
+_ce_logits, _ce_logits_grad = jit_inline(kernels.cross_entropy_logits), jit_inline(kernels.cross_entropy_logits_grad)
+_softmax_ce_terms, _softmax_ce_grad = jit_inline(kernels.softmax_ce_terms), jit_inline(kernels.softmax_ce_grad)
+_weight_decayed, _sgd, _rmsprop, _adam = (jit_inline(f) for f in (kernels.weight_decayed, kernels.sgd, kernels.rmsprop,
                                                            kernels.adam))
 
 
@@ -453,7 +453,10 @@ def variant(key):
             clone = types.FunctionType(fn.__code__, scope, f"{fn.__name__}__{suffix}", fn.__defaults__,
                                        fn.__closure__)
             clone.__qualname__ = clone.__name__  # its own entry in numba's cache
-            scope[name] = (jit_inline if dispatcher.targetoptions.get("inline") == "always" else jit)(clone)
+            # np.dot's out= form needs numba's runtime (its overload returns the array it wrote into), so
+            # the BLAS variants keep it: their reference counts per batch are nothing next to their products.
+            inline = dispatcher.targetoptions.get("inline") == "always"
+            scope[name] = (jit_inline if inline else jit)(clone, nrt=blas)
         _variants[key] = types.SimpleNamespace(key=key, **{name: scope[name] for name in VARIANT_FUNCTIONS})
     return _variants[key]
 

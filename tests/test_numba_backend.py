@@ -260,6 +260,30 @@ def test_a_variant_compiles_only_what_its_network_uses():
     assert step._compiled(32) is step._compiled(16)  # one compiled variant per network, whatever the batch
 
 
+REFCOUNT_CHILD = """
+import numpy as np
+import xpnet as xn
+from xpnet.datasets import xor
+X, y = xor()
+net = xn.MLP([2, 2, 1], activation="sigmoid", output_activation="sigmoid", backend="numba")
+step = net.compile("mse", xn.optim.SGD(lr=1.0))
+step.notices = False
+step.repeat(X, y, 2)
+train = step._compiled(4).train
+print(train.targetoptions.get("_nrt"), train.inspect_llvm(train.signatures[0]).count("@NRT_incref"))
+"""
+
+
+def test_the_loop_variant_has_no_reference_counting():
+    """The XOR-sized step compiles without numba's runtime: no atomic reference-count increments in train
+    (with it, every inlined call passing arrays made two per array per batch). Compiled afresh, uncached,
+    in a child process, so that its LLVM IR is there to read."""
+    env = dict(os.environ, XPNET_NUMBA_CACHE="0")
+    out = subprocess.run([sys.executable, "-c", REFCOUNT_CHILD], capture_output=True, text=True, env=env,
+                         check=True, timeout=600).stdout.split()
+    assert out == ["False", "0"]
+
+
 def test_fused_blas_path_with_shuffled_batches_matches_plain(rng):
     """Mini-batches of 24 go to BLAS (the batch loaded as rows); the short last one, 16 rows, to plain loops."""
     from xpnet.backends.numba_mlp import BLAS_MIN

@@ -110,13 +110,26 @@ def test_measure_runs_everything_under_the_cap_and_extrapolates_over_it():
     assert calls == [1, 2, 4, 8, 100]  # probes until one lasts 50 ms, then the capped run
 
 
-def test_measure_keeps_the_fastest_of_repeated_full_runs():
-    times = iter([0.01, 0.02, 0.04, 0.08, 0.9, 0.7, 0.8])  # probes of 1, 2, 4, 8, then three runs of 100
+def test_repeats_go_round_the_implementations_in_turn_and_keep_the_fastest():
+    calls = []
 
-    def run(n):
-        return next(times), float(n)
+    def timed(name, times):
+        times = iter(times)
 
-    assert fd_vs_bp.measure(run, 100, max_seconds=5.0, repeats=3) == (100, 0.7, 100.0, False)
+        def run(n):
+            calls.append(name)
+            return next(times), float(n)
+        return run
+
+    def first(name, seconds, extrapolated=False):
+        return fd_vs_bp.row(name, "s", "bp", 100, (100, seconds, 1.0, extrapolated)), None
+
+    measured = [first("a", 0.9), first("b", 0.5), first("c", 2.0, extrapolated=True)]
+    measured = [(r, timed(r["implementation"], times)) for (r, _), times in zip(measured, [[0.7, 0.8], [0.6, 0.4], []])]
+    rows = fd_vs_bp.repeat_in_turn(measured, 100, repeats=3, log=common.quiet)
+    assert calls == ["a", "b", "a", "b"]  # round by round; the extrapolated row ran once
+    assert [r["seconds"] for r in rows] == [0.7, 0.4, 2.0]
+    assert rows[1]["ns_per_iteration"] == pytest.approx(4e6)
 
 
 def test_fd_vs_bp_runs_at_tiny_sizes_and_fills_its_json():

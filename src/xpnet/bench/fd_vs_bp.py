@@ -6,7 +6,10 @@ projects more than ``max_seconds``; then it runs as many iterations as fit
 in ``max_seconds`` and its time for the full count is extrapolated from
 that run (``extrapolated`` is true, and the table marks it). A run of the
 full count is timed ``repeats`` times and the fastest counts, as timeit does:
-on a shared machine the slower runs measure the neighbours.
+on a shared machine the slower runs measure the neighbours. The repeats go
+round every implementation in turn (xpnet, then each C program, then again),
+so that a ratio compares timings from the same minutes, not a quiet minute
+with a busy one.
 """
 from .. import optim
 from ..datasets import xor
@@ -32,14 +35,13 @@ def xor_net(backend, seed=0, dtype="float32"):
                seed=seed, backend=backend)
 
 
-def measure(run, iterations, max_seconds, repeats=1):
+def measure(run, iterations, max_seconds):
     """(iterations run, seconds, final MSE, extrapolated) under the time cap; ``run(n)`` → (seconds, mse).
-    A run of the full count happens ``repeats`` times and the fastest counts."""
+    (repeat_in_turn times the full count again.)"""
     n = 1
     while True:  # probe with doubling counts until one run says how long an iteration takes
         seconds, mse = run(min(n, iterations))
         if n >= iterations:
-            seconds, mse = min([(seconds, mse)] + [run(iterations) for _ in range(repeats - 1)])
             return iterations, seconds, mse, False
         if seconds >= PROBE_SECONDS:
             break
@@ -49,7 +51,7 @@ def measure(run, iterations, max_seconds, repeats=1):
         n = max(n, int(max_seconds / per_iteration))
         seconds, mse = run(n)
         return n, seconds, mse, True
-    seconds, mse = min(run(iterations) for _ in range(repeats))
+    seconds, mse = run(iterations)
     return iterations, seconds, mse, False
 
 
@@ -60,11 +62,12 @@ def row(implementation, step, method, iterations, measured):
             "extrapolated": extrapolated, "final_mse": mse}
 
 
-def xpnet_rows(name, iterations, max_seconds, seed, log, repeats=1):
+def xpnet_rows(name, iterations, max_seconds, seed, log):
+    """[(row, run)] of each method on backend ``name``, each measured once; ``run(n)`` times n more."""
     X, y = xor()
     rows = []
     for method, options in METHODS.items():
-        def run(n):
+        def run(n, options=options):
             net = xor_net(name, seed)  # every run starts from the same initial weights
             step = net.compile("mse", optim.SGD(lr=1.0), **options)
             seconds = clock(net.backend, step.repeat, X, y, n)
@@ -72,25 +75,42 @@ def xpnet_rows(name, iterations, max_seconds, seed, log, repeats=1):
 
         warm = xor_net(name, seed).compile("mse", optim.SGD(lr=1.0), **options)
         warm.repeat(X, y, 2)  # a compiled step compiles here, outside the clock
-        rows.append(row(f"xpnet {name}", getattr(warm, "kind", type(warm).__name__), method, iterations,
-                        measure(run, iterations, max_seconds, repeats)))
-        log(describe(rows[-1]))
+        rows.append((row(f"xpnet {name}", getattr(warm, "kind", type(warm).__name__), method, iterations,
+                         measure(run, iterations, max_seconds)), run))
+        log(describe(rows[-1][0]))
     return rows
 
 
-def c_rows(iterations, max_seconds, seed, log, repeats=1):
+def c_rows(iterations, max_seconds, seed, log):
+    """[(row, run)] of each C program and method, as xpnet_rows."""
     weights = xor_net("numpy", seed).get_weights()  # float32, as the C programs compute
     rows = []
     for program, (_, label) in cbaseline.PROGRAMS.items():
         executable = cbaseline.build(program)
         for method in METHODS:
-            def run(n):
+            def run(n, executable=executable, method=method):
                 return cbaseline.run(executable, method, n, weights, SIZES, eps=EPS)
 
-            rows.append(row(label, f"cc {' '.join(cbaseline.CFLAGS)}", method, iterations,
-                            measure(run, iterations, max_seconds, repeats)))
-            log(describe(rows[-1]))
+            rows.append((row(label, f"cc {' '.join(cbaseline.CFLAGS)}", method, iterations,
+                             measure(run, iterations, max_seconds)), run))
+            log(describe(rows[-1][0]))
     return rows
+
+
+def repeat_in_turn(measured, iterations, repeats, log):
+    """The rows of ``measured`` [(row, run)], each full-count run timed ``repeats`` times in all, round
+    after round over every implementation, keeping the fastest (extrapolated rows ran once)."""
+    for _ in range(repeats - 1):
+        for r, run in measured:
+            if not r["extrapolated"]:
+                seconds, mse = run(iterations)
+                if seconds < r["seconds"]:
+                    r.update(row(r["implementation"], r["step"], r["method"], iterations,
+                                 (iterations, seconds, mse, False)))
+    if repeats > 1:
+        for r, _ in measured:
+            log(describe(r) + f" (fastest of {1 if r['extrapolated'] else repeats})")
+    return [r for r, _ in measured]
 
 
 def describe(r):
@@ -105,14 +125,14 @@ def run(backends=None, iterations=1_000_000, max_seconds=30.0, c=True, seed=0, l
     iterations = int(iterations)
     if iterations < 1:
         raise XpnetError(f"iterations must be at least 1, got {iterations}")
-    rows, skipped = [], []
+    measured, skipped = [], []
     for name in select_backends(backends):
-        rows += xpnet_rows(name, iterations, max_seconds, seed, log, repeats)
+        measured += xpnet_rows(name, iterations, max_seconds, seed, log)
     compiler = {"compiler": "none", "build": "not compiled"}
     if c:
         cc = cbaseline.compiler()
         try:
-            rows += c_rows(iterations, max_seconds, seed, log, repeats)
+            measured += c_rows(iterations, max_seconds, seed, log)
             compiler["compiler"] = f"{cc} ({cbaseline.compiler_version(cc)})"
             compiler["build"] = f"cc {cbaseline.flags()}"
         except cbaseline.BaselineError as e:
@@ -120,6 +140,7 @@ def run(backends=None, iterations=1_000_000, max_seconds=30.0, c=True, seed=0, l
             log(f"fd-vs-bp: C baselines skipped: {e}")
     else:
         skipped.append({"what": "C baselines", "reason": "not asked for (--no-c)"})
+    rows = repeat_in_turn(measured, iterations, repeats, log)
     for r in rows:  # each implementation's time per iteration ÷ its own backprop time
         bp = next(b for b in rows if b["implementation"] == r["implementation"] and b["method"] == "bp")
         r["fd_bp_ratio"] = r["ns_per_iteration"] / bp["ns_per_iteration"]
@@ -145,7 +166,7 @@ def table(result):
              "", markdown_table(headers, rows), ""]
     lines.append(f"Runs projected to take more than {result['max_seconds']:g} s ran for fewer iterations; their "
                  "time for the full count is extrapolated (marked), and their MSE is after the iterations run. "
-                 f"The others ran {result['repeats']} time(s) each, and the fastest counts.")
+                 f"The others ran {result['repeats']} time(s) each, in turn, and the fastest counts.")
     if result["compiler"] != "none":
         lines.append(f"C compiled with {result['compiler']}: `{result['build']}`.")
     lines += [f"Skipped: {s['what']}: {s['reason']}" for s in result["skipped"]]

@@ -128,12 +128,16 @@ class NumbaBackend(NumpyBackend):
     # ---- kernels ----------------------------------------------------------------------
 
     def activation(self, z, activation, alpha):
+        if _activation_name(activation) == "identity":
+            return z  # as kernels.identity: no copy (a convolution's output is megabytes)
         Z = _as_2d(z)
         A = np.empty_like(Z)
         self._kernel("_activation", Z.size, activation)(Z, A, float(alpha))
         return A.reshape(z.shape)
 
     def activation_backward(self, grad_a, z, a, activation, alpha):
+        if _activation_name(activation) == "identity":
+            return grad_a  # as kernels.identity_grad
         Z = _as_2d(z)
         out = np.empty_like(Z)
         self._kernel("_activation_grad", Z.size, activation)(_as_2d(grad_a), Z, _as_2d(a), out, float(alpha))

@@ -111,7 +111,8 @@ class Conv2D(Layer):
         window = (self.kernel_size, self.stride, self.padding, self.dilation)
         cols = backend.im2col(x4, *window)  # (C_in·kh·kw, N·oh·ow): every receptive field a column
         W2 = xp.reshape(W, (c_out, -1))
-        z2 = backend.matmul(W2, cols) + xp.reshape(b, (-1, 1))  # Z₂ = W₂ cols + b, (C_out, N·oh·ow)
+        z2 = backend.matmul(W2, cols)  # Z₂ = W₂ cols + b, (C_out, N·oh·ow)
+        z2 += xp.reshape(b, (-1, 1))  # in place: the product is ours, and megabytes
         out_shape = (n, *self.output_shape)
         z = xp.reshape(xp.permute_dims(xp.reshape(z2, (c_out, n, -1)), (1, 0, 2)), out_shape)
         a = backend.activation(z, self.activation, self.alpha)

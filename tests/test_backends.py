@@ -100,6 +100,24 @@ def test_every_override_keeps_the_base_signature():
             assert inspect.signature(member) == inspect.signature(base), f"{cls.__name__}.{name}"
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_numpy_activations_keep_the_base_values_on_special_inputs(activation, dtype):
+    """The NumPy backend's own ReLU (two passes) gives the base formula's values, bit for bit: NaN where the
+    base has NaN (−inf, NaN), the same signed zeros."""
+    z = np.array([-np.inf, -2.0, -0.0, 0.0, 1e-30, 1.5, np.inf, np.nan], dtype=dtype)
+    grad = np.array([1.0, np.inf, -np.inf, np.nan, 2.0, -1.0, 3.0, 4.0], dtype=dtype)
+    numpy, base = xn.get_backend("numpy"), Backend(np, device="cpu")
+    with np.errstate(invalid="ignore", over="ignore"):  # 0·inf, as in the base formula
+        a = base.activation(z, activation, 0.0)
+        got = [numpy.activation(z, activation, 0.0), numpy.activation_backward(grad, z, a, activation, 0.0)]
+        want = [a, base.activation_backward(grad, z, a, activation, 0.0)]
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype
+        np.testing.assert_array_equal(g, w)
+        np.testing.assert_array_equal(np.signbit(g), np.signbit(w))
+
+
 def test_backward_kernels_take_grad_out_first():
     for name, member in vars(Backend).items():
         if name.endswith("_backward"):

@@ -24,6 +24,16 @@ class NumpyBackend(Backend):
     def to_numpy(self, x):
         return np.asarray(x)
 
+    def activation(self, z, activation, alpha):
+        if activation == "relu":  # kernels.relu's values (0·z below 0, so NaN and −inf give NaN), two passes not three
+            return z * (z > 0)
+        return super().activation(z, activation, alpha)
+
+    def activation_backward(self, grad_a, z, a, activation, alpha):
+        if activation == "relu":  # kernels.relu_grad's values, as above
+            return grad_a * (z > 0)
+        return super().activation_backward(grad_a, z, a, activation, alpha)
+
     def im2col(self, x, kernel_size, stride, padding, dilation, pad_value=0.0):
         """The base columns with one copy: a strided view of every window, transposed into place by reshape."""
         (n, c, _, _), (kh, kw), (sh, sw), (dh, dw) = x.shape, kernel_size, stride, dilation

@@ -113,20 +113,17 @@ def test_measure_runs_everything_under_the_cap_and_extrapolates_over_it():
 def test_repeats_go_round_the_implementations_in_turn_and_keep_the_fastest():
     calls = []
 
-    def timed(name, times):
-        times = iter(times)
+    def measured(name, seconds, later, extrapolated=False):
+        """(row after its first run, run) of a fake implementation whose later runs take ``later`` seconds."""
+        times = iter(later)
 
         def run(n):
             calls.append(name)
             return next(times), float(n)
-        return run
+        return fd_vs_bp.row(name, "s", "bp", 100, (100, seconds, 1.0, extrapolated)), run
 
-    def first(name, seconds, extrapolated=False):
-        return fd_vs_bp.row(name, "s", "bp", 100, (100, seconds, 1.0, extrapolated)), None
-
-    measured = [first("a", 0.9), first("b", 0.5), first("c", 2.0, extrapolated=True)]
-    measured = [(r, timed(r["implementation"], times)) for (r, _), times in zip(measured, [[0.7, 0.8], [0.6, 0.4], []])]
-    rows = fd_vs_bp.repeat_in_turn(measured, 100, repeats=3, log=common.quiet)
+    rows = fd_vs_bp.repeat_in_turn([measured("a", 0.9, [0.7, 0.8]), measured("b", 0.5, [0.6, 0.4]),
+                                    measured("c", 2.0, [], extrapolated=True)], 100, repeats=3, log=common.quiet)
     assert calls == ["a", "b", "a", "b"]  # round by round; the extrapolated row ran once
     assert [r["seconds"] for r in rows] == [0.7, 0.4, 2.0]
     assert rows[1]["ns_per_iteration"] == pytest.approx(4e6)

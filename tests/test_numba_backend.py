@@ -265,23 +265,94 @@ import numpy as np
 import xpnet as xn
 from xpnet.datasets import xor
 X, y = xor()
-net = xn.MLP([2, 2, 1], activation="sigmoid", output_activation="sigmoid", backend="numba")
-step = net.compile("mse", xn.optim.SGD(lr=1.0))
-step.notices = False
-step.repeat(X, y, 2)
-train = step._compiled(4).train
-print(train.targetoptions.get("_nrt"), train.inspect_llvm(train.signatures[0]).count("@NRT_incref"))
+for sizes, batch in (([2, 2, 1], 4), ([2, 256, 256, 1], 128)):  # XOR's loops, and a step with BLAS products
+    net = xn.MLP(sizes, activation="sigmoid", output_activation="sigmoid", backend="numba")
+    step = net.compile("mse", xn.optim.SGD(lr=1.0))
+    step.notices = False
+    step.repeat(np.tile(X, (batch // 4, 1)), np.tile(y, (batch // 4, 1)), 2)
+    train = step._compiled(batch).train
+    print(train.targetoptions.get("_nrt"), train.inspect_llvm(train.signatures[0]).count("@NRT_incref"))
 """
 
 
-def test_the_loop_variant_has_no_reference_counting():
-    """The XOR-sized step compiles without numba's runtime: no atomic reference-count increments in train
-    (with it, every inlined call passing arrays made two per array per batch). Compiled afresh, uncached,
-    in a child process, so that its LLVM IR is there to read."""
+def test_the_compiled_steps_have_no_reference_counting():
+    """The XOR-sized step and a step with BLAS products compile without numba's runtime: no atomic
+    reference-count increments in train (with it, every inlined call passing arrays made two per array per
+    batch). Compiled afresh, uncached, in a child process, so that its LLVM IR is there to read."""
     env = dict(os.environ, XPNET_NUMBA_CACHE="0")
     out = subprocess.run([sys.executable, "-c", REFCOUNT_CHILD], capture_output=True, text=True, env=env,
                          check=True, timeout=600).stdout.split()
-    assert out == ["False", "0"]
+    assert out == ["False", "0", "False", "0"]
+
+
+GEMM_CHILD = """
+import numpy as np
+from numba import njit
+from xpnet.backends import numba_blas
+
+@njit(_nrt=False)
+def product(trans_a, trans_b, m, n, k, a, a_offset, b, b_offset, c, c_offset):
+    numba_blas.gemm(trans_a, trans_b, m, n, k, a, a_offset, b, b_offset, c, c_offset)
+
+rng = np.random.default_rng(0)
+worst = 0.0
+for dtype in (np.float32, np.float64):
+    for trans_a in (False, True):
+        for trans_b in (False, True):
+            for m, n, k in ((1, 1, 1), (5, 7, 3), (33, 2, 17)):
+                a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+                b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+                A, B = np.concatenate([np.ones(4, dtype), a.ravel()]), np.concatenate([np.ones(2, dtype), b.ravel()])
+                C = np.full(3 + m * n + 5, 7.0, dtype)
+                product(trans_a, trans_b, m, n, k, A, 4, B, 2, C, 3)
+                expected = (a.T if trans_a else a) @ (b.T if trans_b else b)
+                assert (C[:3] == 7).all() and (C[3 + m * n:] == 7).all(), "wrote outside C"
+                err = np.abs(C[3:3 + m * n].reshape(m, n) - expected).max() / max(1.0, np.abs(expected).max())
+                worst = max(worst, err / np.finfo(dtype).eps)
+print(numba_blas.NAME, worst)
+"""
+
+
+@pytest.mark.parametrize("library", ["numpy", "scipy"])
+def test_gemm_matches_numpy_with_either_blas(library):
+    """numba_blas.gemm, every transposition, float32 and float64, from offsets inside flat arrays, against
+    NumPy's @: through NumPy's CBLAS, and through numba's helper (SciPy's BLAS), which XPNET_NUMBA_BLAS=scipy
+    selects as where NumPy's cannot be found. A child process each, as the choice is made at import."""
+    env = dict(os.environ, XPNET_NUMBA_CACHE="0", XPNET_NUMBA_BLAS=library)
+    out = subprocess.run([sys.executable, "-c", GEMM_CHILD], capture_output=True, text=True, env=env,
+                         check=True, timeout=600).stdout.split()
+    assert out[0] == ("cblas" if library == "numpy" else "dot")
+    assert float(out[1]) < 64  # in units of the dtype's epsilon, relative to the largest entry
+
+
+SCIPY_BLAS_CHILD = """
+import numpy as np
+import xpnet as xn
+from xpnet.steps import PlainStep
+from xpnet.validation import prepare
+rng = np.random.default_rng(1)
+X, y = rng.standard_normal((64, 40)), rng.integers(0, 10, 64)
+weights = []
+for fused in (True, False):
+    net = xn.MLP([40, 48, 10], activation="tanh", dtype="float64", seed=3, backend="numba")
+    loss, opt = xn.losses.get("softmax_ce"), xn.optim.Adam(lr=0.01)
+    step = net.compile(loss, opt) if fused else PlainStep(net, loss, opt)
+    step.notices = False
+    Xd, Td = prepare(net, loss, X, y)
+    for _ in range(10):
+        step.step(Xd, Td)
+    weights.append(net.get_weights())
+print(max(float(np.abs(a - b).max()) for a, b in zip(*weights)))
+"""
+
+
+def test_fused_blas_step_with_scipys_blas_matches_plain():
+    """Where NumPy's BLAS cannot be found, the fused step's products go through numba's helper: the same
+    trajectory as the plain step (float64, 10 full-batch Adam steps with products large enough for BLAS)."""
+    env = dict(os.environ, XPNET_NUMBA_CACHE="0", XPNET_NUMBA_BLAS="scipy")
+    out = subprocess.run([sys.executable, "-c", SCIPY_BLAS_CHILD], capture_output=True, text=True, env=env,
+                         check=True, timeout=600).stdout.split()
+    assert float(out[-1]) < 1e-12
 
 
 def test_fused_blas_path_with_shuffled_batches_matches_plain(rng):

@@ -15,10 +15,11 @@ from numba import prange
 
 from ..errors import lookup
 from . import numba_conv as conv
+from . import numba_blas as blas
 from . import numba_math as M
 from . import numba_mlp as mlp
 from .base import bce_clip, conv_output_shape
-from .numpy_backend import NumpyBackend
+from .numpy_backend import NumpyBackend, blas_name
 
 # Elements from which a kernel runs as a prange loop. Below it, on 2 cores, the loop's threads and BLAS's
 # (both spin a while after their work) fought over the cores: LeNet's numba step took 3-4x longer with
@@ -120,7 +121,7 @@ class NumbaBackend(NumpyBackend):
 
     def info(self):
         info = super().info()
-        info.update({"blas": _scipy_blas(), "numba": numba.__version__, "threads": numba.config.NUMBA_NUM_THREADS,
+        info.update({"blas": f"{blas_name()} (NumPy's)" if blas.CBLAS else _scipy_blas(), "numba": numba.__version__, "threads": numba.config.NUMBA_NUM_THREADS,
                      "threading layer": _threading_layer(), "parallel": self.parallel,
                      "cache": "off" if not M.CACHE else (numba.config.CACHE_DIR or "next to the sources")})
         return info
@@ -144,9 +145,10 @@ class NumbaBackend(NumpyBackend):
         return out.reshape(z.shape)
 
     def matmul(self, a, b):
-        """Through numba's np.dot, so that every product of this backend uses the one BLAS numba
-        links (SciPy's OpenBLAS): two BLAS thread pools spinning side by side slow both down."""
-        if a.dtype != b.dtype or a.dtype not in (np.float32, np.float64) or a.ndim != 2 or b.ndim != 2:
+        """With the BLAS the compiled step calls (numba_blas): NumPy's, through ``@``; where numba_blas
+        could not find it, SciPy's, through numba's np.dot. Two BLAS thread pools spinning side by side
+        slow both down."""
+        if blas.CBLAS or a.dtype != b.dtype or a.dtype not in (np.float32, np.float64) or a.ndim != 2 or b.ndim != 2:
             return super().matmul(a, b)
         contiguous = lambda m: m if m.flags.c_contiguous or m.flags.f_contiguous else np.ascontiguousarray(m)  # noqa
         return _dot(contiguous(a), contiguous(b))
@@ -283,7 +285,7 @@ class NumbaBackend(NumpyBackend):
 
 
 def _scipy_blas():
-    """The BLAS numba's np.dot calls: SciPy's."""
+    """The BLAS numba's np.dot calls: SciPy's (this backend's where numba_blas finds no NumPy BLAS)."""
     try:
         import scipy
 

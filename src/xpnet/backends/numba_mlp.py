@@ -12,7 +12,8 @@ rows ``layout[ROW, l + 1]`` on, and rows 0.. hold the batch itself
 products go to BLAS, which reads them transposed for free). So the
 loops over the batch are innermost, contiguous and index from 0 (numba can
 drop its negative-index checks and LLVM vectorises them), and large products
-go to BLAS as ``Wᵀ A`` on row blocks, without copies.
+go to BLAS as ``Wᵀ A`` on row blocks, without copies: numba_blas's ``gemm``,
+with NumPy's BLAS, on offsets into the flat arrays.
 
 The formulas are those of kernels.py, compiled on scalars through numba_math.
 ``batch_gradient`` and ``update`` are inlined into ``train``, which runs them
@@ -21,8 +22,8 @@ halves as separate entries, so data-parallel training can average G over the
 ranks in between. The loss (``output_loss``, every loss) is one call per
 batch, compiled once per dtype and shared by every variant (see ``variant``).
 
-Everything here but the BLAS variants (see ``variant``) compiles without
-numba's reference-counting runtime (NRT): nothing in it allocates, and with
+Everything here compiles without numba's reference-counting runtime (NRT):
+nothing in it allocates or takes a view, and with
 NRT every inlined call that passes arrays costs an atomic increment and
 decrement per array, per batch, which numba's pruning of such pairs cannot
 remove across the loops in between: about a quarter of the XOR step's time.
@@ -39,6 +40,8 @@ from numba.core import event
 from .. import kernels
 from ..errors import CompileWarning
 from . import numba_math as M
+from .numba_blas import NAME as BLAS_NAME
+from .numba_blas import gemm
 
 ACTIVATION_CODES = {name: i for i, name in enumerate(kernels.ACTIVATIONS)}
 LOSS_CODES = {"mse": 0, "bce": 1, "bce_logits": 2, "softmax_ce": 3}
@@ -53,13 +56,13 @@ ix = np.uint64  # an unsigned index: numba wraps negative signed indices around,
 # access that stops LLVM from vectorising a loop whose index it cannot prove ≥ 0 (offsets read from layout)
 
 
-def jit(fn, nrt=False):
-    return M.jit(fn, fastmath=M.FASTMATH, _nrt=nrt)  # no reference counts unless asked (see above)
+def jit(fn):
+    return M.jit(fn, fastmath=M.FASTMATH, _nrt=False)  # no reference counts (see above)
 
 
-def jit_inline(fn, nrt=False):
+def jit_inline(fn):
     """For functions in hot loops: inlined where called, so the loop can vectorise."""
-    return M.jit(fn, fastmath=M.FASTMATH, inline="always", _nrt=nrt)
+    return M.jit(fn, fastmath=M.FASTMATH, inline="always", _nrt=False)
 
 
 def make_layout(sizes, activations):
@@ -162,13 +165,8 @@ def forward(P, layout, alphas, m, Z, A):
         fan_in, fan_out = layout[SIZE, l], layout[SIZE, l + 1]
         wo, bo, code, alpha = layout[W_OFFSET, l], layout[B_OFFSET, l], layout[ACTIVATION, l], alphas[l]
         inp, out = layout[ROW, l] * m, layout[ROW, l + 1] * m  # where this layer's input and output start
-        if USE_BLAS and fan_in * fan_out * m >= BLAS_MIN:
-            W = P[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out)
-            z = Z[out:out + fan_out * m].reshape(fan_out, m)
-            if l == 0:  # the batch sits in block 0 as rows (see batch_gradient)
-                np.dot(W.T, A[:m * fan_in].reshape(m, fan_in).T, z)
-            else:
-                np.dot(W.T, A[inp:out].reshape(fan_in, m), z)
+        if USE_BLAS and fan_in * fan_out * m >= BLAS_MIN:  # z = Wᵀ a_in, W stored (fan_in, fan_out)
+            gemm(1, l == 0, fan_out, m, fan_in, P, wo, A, inp, Z, out)  # a_in: the batch's rows (m, d) in layer 0
             for j in range(fan_out):
                 bias = P[bo + j]
                 for r in range(m):
@@ -323,15 +321,10 @@ def batch_gradient(X, Y, order, start, m, load, P, G, layout, alphas, loss_code,
                 s += D[out + j * m + r]
             G[bo + j] = s  # BP3: ∂C/∂b = δ, summed over the batch
         big = USE_BLAS and fan_in * fan_out * m >= BLAS_MIN
-        if USE_BLAS and big:  # BP4: ∂C/∂W = a_in δᵀ
-            delta = D[out:out + fan_out * m].reshape(fan_out, m)
-            grad_W = G[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out)
-            if l == 0:  # the batch as rows
-                np.dot(A[:m * fan_in].reshape(m, fan_in).T, delta.T, grad_W)
-            else:
-                np.dot(A[inp:out].reshape(fan_in, m), delta.T, grad_W)
+        if USE_BLAS and big:  # BP4: ∂C/∂W = a_in δᵀ, δ stored (fan_out, m), a_in as in forward
+            gemm(l == 0, 1, fan_in, fan_out, m, A, inp, D, out, G, wo)
             if l > 0:  # BP2: ∂C/∂a of the layer below = W δ
-                np.dot(P[wo:wo + fan_in * fan_out].reshape(fan_in, fan_out), delta, D[inp:out].reshape(fan_in, m))
+                gemm(0, 0, fan_in, m, fan_out, P, wo, D, out, D, inp)
         else:
             for i in range(fan_in):
                 for j in range(fan_out):
@@ -436,7 +429,7 @@ def variant(key):
     so numba prunes those branches before typing them: only the activations the
     network has, no finite differences for backprop, no BLAS calls for networks
     whose products are all small. That cuts the first compile to a fraction, and
-    a step without np.dot has no path that raises, which keeps the tiny networks'
+    a step without BLAS calls has no path that raises, which keeps the tiny networks'
     loop lean. Each variant has its own names in numba's cache. Every optimiser
     stays in (a few scalar loops); the loss is not in a variant: ``output_loss``
     (every loss) compiles once per dtype and every variant calls it.
@@ -445,7 +438,7 @@ def variant(key):
         activations, fd, blas = key
         flags = {f"{name.upper()}_ON": name in activations or name in ALWAYS_ON for name in ACTIVATION_CODES}
         flags.update(FD_ON=fd, USE_BLAS=blas)
-        suffix = "_".join([*activations, "fd" if fd else "bp", "blas" if blas else "loops"])
+        suffix = "_".join([*activations, "fd" if fd else "bp", BLAS_NAME if blas else "loops"])
         scope = dict(globals(), **flags)
         for name in VARIANT_FUNCTIONS:
             dispatcher = globals()[name]
@@ -453,10 +446,8 @@ def variant(key):
             clone = types.FunctionType(fn.__code__, scope, f"{fn.__name__}__{suffix}", fn.__defaults__,
                                        fn.__closure__)
             clone.__qualname__ = clone.__name__  # its own entry in numba's cache
-            # np.dot's out= form needs numba's runtime (its overload returns the array it wrote into), so
-            # the BLAS variants keep it: their reference counts per batch are nothing next to their products.
             inline = dispatcher.targetoptions.get("inline") == "always"
-            scope[name] = (jit_inline if inline else jit)(clone, nrt=blas)
+            scope[name] = (jit_inline if inline else jit)(clone)
         _variants[key] = types.SimpleNamespace(key=key, **{name: scope[name] for name in VARIANT_FUNCTIONS})
     return _variants[key]
 

@@ -269,10 +269,14 @@ def test_numba_kernels_match_the_base_kernels(dtype, layout, parallel, monkeypat
 
 @pytest.mark.parametrize("name", ["numpy", pytest.param("numba", marks=needs_numba)])
 def test_max_pool_takes_the_first_nan_of_a_window_as_numpys_argmax_does(name):
-    x = np.random.default_rng(1).standard_normal((2, 3, 7, 6))
-    x.reshape(-1)[::5] = np.nan  # windows with no NaN, one, and several
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 7, 6))
+    x[0, 0].reshape(-1)[::5] = np.nan  # windows with no NaN, one, and several
+    x[0, 1, ::2] = np.inf  # infinities of both signs (their sum is NaN too), with ties among them
+    x[0, 1, 1::2] = -np.inf
+    x[1] = rng.integers(-1, 2, (3, 7, 6))  # ties everywhere: the first maximum wins
     backend, base = xn.get_backend(name), Backend(np, device="cpu")
-    for window in (((2, 2), (2, 2), (0, 0)), POOL):
+    for window in (((2, 2), (2, 2), (0, 0)), ((2, 2), (1, 1), (0, 0)), ((2, 2), (2, 2), (1, 1)), POOL):
         (y, where), (want_y, want_where) = backend.max_pool(x, *window), base.max_pool(x, *window)
         np.testing.assert_array_equal(y, want_y)  # NaN where the base has NaN
         np.testing.assert_array_equal(where, want_where)

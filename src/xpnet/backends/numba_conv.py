@@ -74,31 +74,43 @@ def _col2im(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
                             grad[ix(into + q * sw)] += columns[ix(at + q)]
 
 
+@M.jit(inline="always")
+def _max_pool_plane(xs, ys, wheres, plane, height, width, oh, ow, kh, kw, sh, sw, ph, pw, inside, exact):
+    """The windows' maxima and argmax of one plane; returns the sum of every value read (NaN if one was).
+
+    Without ``exact`` a NaN loses every comparison, which keeps the loop free of branches: testing each
+    value for NaN made LeNet's pooling 8× slower. The sum tells the caller to redo the plane ``exact``ly,
+    where the first NaN wins, as in argmax (an inf and a −inf also give NaN: slower, still right).
+    ``inside``: every window lies inside the input (no padding), so no window is clipped."""
+    total = xs.dtype.type(0)
+    for p in range(oh):
+        i_lo, i_hi = (0, kh) if inside else _span(p * sh - ph, 1, height, kh)  # window rows inside the input
+        for q in range(ow):
+            j_lo, j_hi = (0, kw) if inside else _span(q * sw - pw, 1, width, kw)
+            best, where = xs.dtype.type(-np.inf), 0  # a window of padding alone: −∞ at 0, as argmax
+            for i in range(i_lo, i_hi):
+                at = (plane * height + p * sh - ph + i) * width + q * sw - pw  # + j
+                for j in range(j_lo, j_hi):
+                    v = xs[ix(at + j)]
+                    total += v
+                    take = (v > best) | (exact & (v != v) & (best == best))  # larger, or the first NaN
+                    best, where = (v, i * kw + j) if take else (best, where)
+            ys[ix((plane * oh + p) * ow + q)], wheres[ix((plane * oh + p) * ow + q)] = best, where
+    return total
+
+
 def _max_pool(x, kh, kw, sh, sw, ph, pw, y, argmax):
     n_samples, channels, height, width = x.shape
     oh, ow = y.shape[2], y.shape[3]
     xs, ys, wheres = x.reshape(-1), y.reshape(-1), argmax.reshape(-1)  # flat, as in _col2im
     for plane in prange(n_samples * channels):
-        for p in range(oh):
-            i_lo, i_hi = _span(p * sh - ph, 1, height, kh)  # window rows inside the input
-            for q in range(ow):
-                j_lo, j_hi = _span(q * sw - pw, 1, width, kw)
-                best, where, nan = xs.dtype.type(-np.inf), 0, False
-                for i in range(i_lo, i_hi):
-                    at = (plane * height + p * sh - ph + i) * width + q * sw - pw  # + j
-                    for j in range(j_lo, j_hi):
-                        v = xs[ix(at + j)]
-                        nan |= v != v  # noted, not branched on: a NaN test per element made this loop 3× slower
-                        if v > best:  # the first maximum, as argmax
-                            best, where = v, i * kw + j
-                if nan:  # rare: the first NaN wins, as argmax
-                    for i in range(i_hi - 1, i_lo - 1, -1):
-                        at = (plane * height + p * sh - ph + i) * width + q * sw - pw
-                        for j in range(j_hi - 1, j_lo - 1, -1):
-                            if xs[ix(at + j)] != xs[ix(at + j)]:
-                                best, where = xs[ix(at + j)], i * kw + j
-                ys[ix((plane * oh + p) * ow + q)] = best
-                wheres[ix((plane * oh + p) * ow + q)] = where
+        if kh == 2 and kw == 2 and ph == 0 and pw == 0:  # the common window, as constants: LLVM unrolls
+            total = _max_pool_plane(xs, ys, wheres, plane, height, width, oh, ow, 2, 2, sh, sw, 0, 0, True, False)
+        else:                                               # it and vectorises along q (4× faster on LeNet's)
+            total = _max_pool_plane(xs, ys, wheres, plane, height, width, oh, ow, kh, kw, sh, sw, ph, pw, False,
+                                    False)
+        if total != total:  # rare: a NaN (or inf and −inf) in the plane
+            _max_pool_plane(xs, ys, wheres, plane, height, width, oh, ow, kh, kw, sh, sw, ph, pw, False, True)
 
 
 def _max_pool_backward(grad_y, argmax, kh, kw, sh, sw, ph, pw, grad_x):

@@ -325,6 +325,17 @@ def test_gemm_matches_numpy_with_either_blas(library):
     assert float(out[1]) < 64  # in units of the dtype's epsilon, relative to the largest entry
 
 
+def test_a_wrong_blas_choice_makes_the_backend_unavailable_and_says_why():
+    env = dict(os.environ, XPNET_NUMBA_BLAS="mkl")
+    child = ("import xpnet as xn\n"
+             "print(xn.backends.unavailable_reason('numba'))\n"
+             "try:\n    xn.get_backend('numba')\nexcept xn.errors.BackendUnavailableError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, env=env, check=True,
+                         timeout=600).stdout.splitlines()
+    assert out[0] == "XPNET_NUMBA_BLAS must be 'numpy' (the default) or 'scipy', got 'mkl'"
+    assert "XPNET_NUMBA_BLAS" in out[1]
+
+
 SCIPY_BLAS_CHILD = """
 import numpy as np
 import xpnet as xn

@@ -28,7 +28,7 @@ PARALLEL_MIN = 1 << 22
 
 
 def probe():
-    return None  # importing this module imported numba: it is usable
+    return blas.PROBLEM  # importing this module imported numba: it is usable, unless XPNET_NUMBA_BLAS is wrong
 
 
 def jit_variants(fn, suffix="", **names):

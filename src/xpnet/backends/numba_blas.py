@@ -40,9 +40,14 @@ def _numpy_blas():
     return found[0] if found else None
 
 
+CHOICE = os.environ.get("XPNET_NUMBA_BLAS", "numpy")
+PROBLEM = None if CHOICE in ("numpy", "scipy") else \
+    f"XPNET_NUMBA_BLAS must be 'numpy' (the default) or 'scipy', got {CHOICE!r}"  # the backend's probe says so
+
+
 def _register():
     """Registers NumPy's sgemm and dgemm under xpnet's names; returns the library's path, or None."""
-    if os.environ.get("XPNET_NUMBA_BLAS", "numpy") == "scipy":
+    if CHOICE != "numpy":
         return None
     path = _numpy_blas()
     if path is None:

@@ -21,10 +21,16 @@ from . import numba_mlp as mlp
 from .base import bce_clip, conv_output_shape
 from .numpy_backend import NumpyBackend, blas_name
 
-# Elements from which a kernel runs as a prange loop. Below it, on 2 cores, the loop's threads and BLAS's
-# (both spin a while after their work) fought over the cores: LeNet's numba step took 3-4x longer with
-# parallel kernels from 65,536 elements than with serial ones (xpnet bench conv, 2026-12-01, AMD EPYC).
-PARALLEL_MIN = 1 << 22
+# Elements from which a kernel runs as a prange loop. After a parallel loop, numba's OpenMP threads spin
+# (without yielding) for several milliseconds, and on a machine with as many cores as threads they take
+# cores from the BLAS product that usually follows: conv64's product ran 26-28 ms after the parallel im2col
+# against 18-22 ms after the serial one, which lost the im2col's gain (4.5-6 ms against 7.3-8.4) three
+# times over, and conv64's step was fastest with no parallel kernel at all (best 57 against 66 ms, and 48
+# against 54 with PyTorch loaded; 2026-12-02, 2-core AMD EPYC); with parallel kernels from 65,536
+# elements LeNet's step took 3-4x longer (2026-12-01). So only arrays about twice conv64's columns (33.5M
+# elements, ~13 ms of serial copying here) go parallel. OMP_WAIT_POLICY=PASSIVE stops the spinning, but
+# PyTorch shares the process's libgomp: with it set, PyTorch's conv64 step took 72-77 ms against 43-60.
+PARALLEL_MIN = 1 << 25
 
 
 def probe():

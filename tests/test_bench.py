@@ -129,6 +129,22 @@ def test_repeats_go_round_the_implementations_in_turn_and_keep_the_fastest():
     assert rows[1]["ns_per_iteration"] == pytest.approx(4e6)
 
 
+def test_best_per_call_in_turn_goes_round_the_runs_and_keeps_each_ones_fastest():
+    calls = []
+    per_call = {"a": iter([0.1, 0.3, 0.2]), "b": iter([0.05, 0.04, 0.01, 0.09])}  # autorange's, then 2 rounds
+
+    def timer(name):
+        def run(n):
+            calls.append((name, n))
+            return n * next(per_call[name])
+        return run
+
+    best = common.best_per_call_in_turn([timer("a"), timer("b")], min_time=0.1, repeats=3)
+    # a's autorange stops at n = 1 (0.1 s), b's at n = 3 (0.05 s at n = 1, then 3 × 0.04); then round by round
+    assert calls == [("a", 1), ("b", 1), ("b", 3), ("a", 1), ("b", 3), ("a", 1), ("b", 3)]
+    assert best == pytest.approx([0.1, 0.01])
+
+
 def test_fd_vs_bp_runs_at_tiny_sizes_and_fills_its_json():
     result = fd_vs_bp.run(["numpy"], iterations=40, c=HAS_CC)
     rows = result["rows"]

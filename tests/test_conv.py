@@ -518,6 +518,22 @@ def test_the_conv_benchmark_counts_the_im2col_products_and_matches_torchs_first_
         assert ours == pytest.approx(theirs, rel=1e-5)
 
 
+def test_the_conv_benchmark_runs_a_case_and_fills_its_rows():
+    from xpnet.bench import conv
+
+    result = conv.run(["numpy"], cases=["conv1d"], min_time=0.001, repeats=2, pytorch=HAVE_TORCH)
+    (case,) = result["cases"]
+    assert case["bound_seconds"] > 0 and case["sgemm_flops_per_s"] == case["flops_per_step"] / case["bound_seconds"]
+    rows = {row["implementation"].split()[0] + " " + row["implementation"].split()[-1]: row for row in case["rows"]}
+    ours = rows["xpnet numpy"]
+    assert ours["seconds"] > 0 and ours["sgemm_fraction"] == case["bound_seconds"] / ours["seconds"]
+    if HAVE_TORCH:  # the peer timed in the same rounds, from the same weights
+        theirs = rows["pytorch cpu"]
+        assert ours["vs_pytorch"] == theirs["seconds"] / ours["seconds"]
+        assert ours["first_loss"] == pytest.approx(theirs["first_loss"], rel=1e-5)
+    assert "| conv1d | xpnet numpy |" in conv.table(result)
+
+
 @pytest.mark.parametrize("stack", list(TRAJECTORY_STACKS))
 def test_onnx_export_of_a_convnet_gives_predicts_outputs(stack, tmp_path):
     pytest.importorskip("onnx", reason="the export needs onnx (pip install 'xpnet[onnx]')")

@@ -61,6 +61,17 @@ def best_per_call(run, min_time, repeats):
     return min([seconds] + [run(n) for _ in range(repeats - 1)]) / n, n
 
 
+def best_per_call_in_turn(runs, min_time, repeats):
+    """best_per_call's seconds for each of ``runs``, timed round after round over all of them (each run's n
+    from its own autorange), so that on a shared machine every one gets its fastest from the same minutes."""
+    counts = [autorange(run, min_time) for run in runs]  # (n, seconds)
+    best = [seconds / n for n, seconds in counts]
+    for _ in range(repeats - 1):
+        for k, (run, (n, _)) in enumerate(zip(runs, counts)):
+            best[k] = min(best[k], run(n) / n)
+    return best
+
+
 def _version(package):
     try:
         return importlib.metadata.version(package)

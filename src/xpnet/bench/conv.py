@@ -26,7 +26,7 @@ from ..backends.base import conv_output_shape
 from ..losses import get as get_loss
 from ..network import Sequential
 from ..validation import prepare
-from .common import best_per_call, clock, fmt, markdown_table, quiet, select_backends
+from .common import best_per_call_in_turn, clock, fmt, markdown_table, quiet, select_backends
 
 DTYPE = "float32"
 LENET5 = [("conv2d", 6, 5, 1, 2, "relu"), ("maxpool2d", 2), ("conv2d", 16, 5, 1, 0, "relu"), ("maxpool2d", 2),
@@ -93,8 +93,8 @@ def products(case):
     return out
 
 
-def sgemm(case, min_time, repeats):
-    """The step's products timed with NumPy float32 matmul: FLOPs, FLOP/s and the bound in seconds."""
+def sgemm(case):
+    """(timer, FLOPs): the step's products timed with NumPy float32 matmul (timer(n): seconds of n calls)."""
     rng = np.random.default_rng(0)
     operands = []
     for m, k, n, ta, tb in products(case):
@@ -107,16 +107,14 @@ def sgemm(case, min_time, repeats):
             for a, b, out in operands:
                 np.matmul(a, b, out=out)
 
-    seconds, _ = best_per_call(lambda n: clock(_HOST, run, n), min_time, repeats)
-    flops = sum(2 * m * k * n for m, k, n, _, _ in products(case))
-    return {"flops_per_step": flops, "sgemm_flops_per_s": flops / seconds, "bound_seconds": seconds}
+    return lambda n: clock(_HOST, run, n), sum(2 * m * k * n for m, k, n, _, _ in products(case))
 
 
 _HOST = types.SimpleNamespace(synchronize=lambda: None)
 
 
-def xpnet_seconds(name, case, X, y, min_time, repeats, seed):
-    """(seconds per training step on backend ``name``, the first step's loss)."""
+def xpnet_steps(name, case, X, y, seed):
+    """(timer of training steps on backend ``name``, the first step's loss)."""
     net = make_net(case, name, seed)
     loss = get_loss(case["loss"])
     first = net.evaluate(X, y, loss)["loss"]  # before any step: the same number as PyTorch's, or a bug
@@ -128,8 +126,7 @@ def xpnet_seconds(name, case, X, y, min_time, repeats, seed):
             step.step(Xd, Td)
 
     steps(2)  # compiles numba's kernels outside the clock
-    seconds, _ = best_per_call(lambda n: clock(net.backend, steps, n), min_time, repeats)
-    return seconds, first
+    return lambda n: clock(net.backend, steps, n), first
 
 
 def torch_model(case, seed):
@@ -159,8 +156,8 @@ def torch_model(case, seed):
     return torch.nn.Sequential(*modules)
 
 
-def torch_seconds(case, X, y, min_time, repeats, seed):
-    """(seconds per PyTorch eager training step, its first loss)."""
+def torch_steps(case, X, y, seed):
+    """(timer of PyTorch eager training steps, its first loss)."""
     import torch
 
     model = torch_model(case, seed)
@@ -179,8 +176,7 @@ def torch_seconds(case, X, y, min_time, repeats, seed):
             opt.step()
 
     steps(2)
-    seconds, _ = best_per_call(lambda n: clock(_HOST, steps, n), min_time, repeats)
-    return seconds, first
+    return lambda n: clock(_HOST, steps, n), first
 
 
 def threads():
@@ -194,7 +190,10 @@ def threads():
 
 
 def run(backends=None, cases=tuple(CASES), min_time=0.2, repeats=3, pytorch=True, seed=0, log=quiet):
-    """Steps per second of every case on every CPU backend and in PyTorch; returns a JSON-able dict."""
+    """Steps per second of every case on every CPU backend and in PyTorch; returns a JSON-able dict.
+
+    Each case's timings go round its implementations (the sgemm bound, PyTorch, each backend) ``repeats``
+    times, each keeping its fastest, so that a ratio compares the same minutes of a shared machine."""
     names = select_backends(backends, cpu_only=True)
     torch = None
     if pytorch:
@@ -211,18 +210,23 @@ def run(backends=None, cases=tuple(CASES), min_time=0.2, repeats=3, pytorch=True
         for case_name in cases:
             case = CASES[case_name]
             X, y = make_data(case, seed)
-            entry = {"case": case_name, "input": list(case["input"]), "batch": case["batch"], "loss": case["loss"],
-                     **sgemm(case, min_time, repeats), "rows": []}
-            peer = None
+            bound, flops = sgemm(case)
+            rows, timers = [], [bound]
             if torch is not None:
-                seconds, first = torch_seconds(case, X, y, min_time, repeats, seed)
-                peer = seconds
-                entry["rows"].append({"implementation": f"pytorch {torch.__version__} cpu", "seconds": seconds,
-                                      "first_loss": first})
+                timer, first = torch_steps(case, X, y, seed)
+                rows.append({"implementation": f"pytorch {torch.__version__} cpu", "first_loss": first})
+                timers.append(timer)
             for name in names:
-                seconds, first = xpnet_seconds(name, case, X, y, min_time, repeats, seed)
-                entry["rows"].append({"implementation": f"xpnet {name}", "seconds": seconds, "first_loss": first,
-                                      "goal": case["goals"].get(name)})
+                timer, first = xpnet_steps(name, case, X, y, seed)
+                rows.append({"implementation": f"xpnet {name}", "first_loss": first, "goal": case["goals"].get(name)})
+                timers.append(timer)
+            bound_seconds, *seconds = best_per_call_in_turn(timers, min_time, repeats)
+            for row, s in zip(rows, seconds):
+                row["seconds"] = s
+            entry = {"case": case_name, "input": list(case["input"]), "batch": case["batch"], "loss": case["loss"],
+                     "flops_per_step": flops, "sgemm_flops_per_s": flops / bound_seconds,
+                     "bound_seconds": bound_seconds, "rows": rows}
+            peer = seconds[0] if torch is not None else None
             for row in entry["rows"]:
                 row["vs_pytorch"] = None if peer is None else peer / row["seconds"]
                 row["sgemm_fraction"] = entry["bound_seconds"] / row["seconds"]

@@ -127,8 +127,9 @@ class NumbaBackend(NumpyBackend):
 
     def info(self):
         info = super().info()
-        info.update({"blas": f"{blas_name()} (NumPy's)" if blas.CBLAS else _scipy_blas(), "numba": numba.__version__, "threads": numba.config.NUMBA_NUM_THREADS,
-                     "threading layer": _threading_layer(), "parallel": self.parallel,
+        info.update({"blas": f"{blas_name()} (NumPy's)" if blas.CBLAS else _scipy_blas(), "numba": numba.__version__,
+                     "threads": numba.config.NUMBA_NUM_THREADS, "threading layer": _threading_layer(),
+                     "parallel": self.parallel,
                      "cache": "off" if not M.CACHE else (numba.config.CACHE_DIR or "next to the sources")})
         return info
 
@@ -154,7 +155,8 @@ class NumbaBackend(NumpyBackend):
         """With the BLAS the compiled step calls (numba_blas): NumPy's, through ``@``; where numba_blas
         could not find it, SciPy's, through numba's np.dot. Two BLAS thread pools spinning side by side
         slow both down."""
-        if blas.CBLAS or a.dtype != b.dtype or a.dtype not in (np.float32, np.float64) or a.ndim != 2 or b.ndim != 2:
+        if blas.CBLAS or a.dtype != b.dtype or a.dtype not in (np.float32, np.float64) or a.ndim != 2 or \
+                b.ndim != 2:
             return super().matmul(a, b)
         contiguous = lambda m: m if m.flags.c_contiguous or m.flags.f_contiguous else np.ascontiguousarray(m)  # noqa
         return _dot(contiguous(a), contiguous(b))

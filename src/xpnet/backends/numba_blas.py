@@ -80,16 +80,14 @@ def gemm(typingctx, trans_a, trans_b, m, n, k, a, a_offset, b, b_offset, c, c_of
 
     def codegen(context, builder, signature, args):
         i64, i32 = ir.IntType(64), ir.IntType(32)
-        ta, tb, m, n, k, a, ao, b, bo, c, co = args
-        ta, tb, ao, bo, co = (context.cast(builder, v, t, types.int64)
-                              for v, t in zip((ta, tb, ao, bo, co), (signature.args[i] for i in (0, 1, 6, 8, 10))))
-        m, n, k = (context.cast(builder, v, signature.args[i], types.int64) for v, i in ((m, 2), (n, 3), (k, 4)))
+        ta, tb, m, n, k, ao, bo, co = (context.cast(builder, args[i], signature.args[i], types.int64)
+                                       for i in (0, 1, 2, 3, 4, 6, 8, 10))  # flags, sizes and offsets
 
         def pointer(array_type, value, offset):
             data = context.make_array(array_type)(context, builder, value).data
             return builder.bitcast(builder.gep(data, [offset]), cgutils.voidptr_t)
 
-        pa, pb, pc = pointer(signature.args[5], a, ao), pointer(signature.args[7], b, bo), pointer(signature.args[9], c, co)
+        pa, pb, pc = (pointer(signature.args[i], args[i], offset) for i, offset in ((5, ao), (7, bo), (9, co)))
         zero = ir.Constant(i64, 0)
         transposed_a, transposed_b = builder.icmp_signed("!=", ta, zero), builder.icmp_signed("!=", tb, zero)
         lda = builder.select(transposed_a, m, k)  # the stored row length

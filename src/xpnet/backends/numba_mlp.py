@@ -215,7 +215,7 @@ def output_loss(loss_code, Y, order, start, k, m, A, D, out, unit, sample, bce_e
                 if want_grad:
                     D[ix(first + j * unit)] = _squared_error_grad(M, a, y) / count
         return total / count
-    for r in range(m):
+    for r in range(m):  # the two binary cross-entropies
         row = order[start + r]
         for j in range(k):
             at = out + j * unit + r * sample
@@ -225,14 +225,10 @@ def output_loss(loss_code, Y, order, start, k, m, A, D, out, unit, sample, bce_e
                 total += _cross_entropy(M, p, y)
                 if want_grad:
                     D[at] = _cross_entropy_grad(M, p, y) / count
-            elif loss_code == BCE_LOGITS:
+            else:  # BCE_LOGITS
                 total += _ce_logits(M, a, y)
                 if want_grad:
                     D[at] = _ce_logits_grad(M, a, y) / count
-            else:
-                total += _squared_error(M, a, y)
-                if want_grad:
-                    D[at] = _squared_error_grad(M, a, y) / count
     return total / count
 
 

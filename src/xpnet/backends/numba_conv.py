@@ -56,12 +56,17 @@ def _im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, pad_value, cols):
 def _col2im(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, out):
     n_samples, channels, height, width = out.shape
     grad, columns = out.reshape(-1), cols.reshape(-1)  # flat, with unsigned indices: no view per row, and
-    for plane in prange(n_samples * channels):         # the stride-1 row loop vectorises
+    rows, spans = np.empty((kh, 2), np.int64), np.empty((kw, 2), np.int64)  # the stride-1 row loop vectorises
+    for i in range(kh):  # the same for every plane: the floor divisions, once per plane, cost conv1d's small
+        rows[i] = _span(i * dh - ph, sh, height, oh)  # planes half their time
+    for j in range(kw):
+        spans[j] = _span(j * dw - pw, sw, width, ow)
+    for plane in prange(n_samples * channels):
         n, c = plane // channels, plane % channels
         for i in range(kh):
-            p_lo, p_hi = _span(i * dh - ph, sh, height, oh)
+            p_lo, p_hi = rows[i, 0], rows[i, 1]
             for j in range(kw):
-                q_lo, q_hi = _span(j * dw - pw, sw, width, ow)
+                q_lo, q_hi = spans[j, 0], spans[j, 1]
                 source = ((c * kh + i) * kw + j) * cols.shape[1] + n * oh * ow  # row (c, i, j), sample n
                 for p in range(p_lo, p_hi):
                     into = (plane * height + p * sh - ph + i * dh) * width + j * dw - pw  # + q·sw

@@ -229,7 +229,11 @@ def kernel_calls(backend, rng, dtype, layout):
     pooled = (2, 3, 4, 4)
     argmax = backend.asarray(rng.integers(0, 6, pooled))
     g_pool = put(rng.standard_normal(pooled))
-    return {
+    z, a, g = (put(rng.standard_normal((2, 3, 5))) for _ in range(3))
+    return {  # conv_activation's product (C_out, N·P), a new one each time: the base adds the bias in place
+        **{f"conv_activation {name}": backend.conv_activation(put(rng.standard_normal((3, 2 * 5))), vectors[0], 2,
+                                                              name, 0.1) for name in ("identity", "relu", "tanh")},
+        **{f"conv_delta {name}": backend.conv_delta(g, z, a, name, 0.1) for name in ("identity", "leaky_relu", "tanh")},
         "im2col": backend.im2col(x, *WINDOW),
         "im2col -inf": backend.im2col(x, *WINDOW, pad_value=-float("inf")),
         "im2col across": backend.im2col(x, *WINDOW_ACROSS),

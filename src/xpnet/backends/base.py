@@ -242,6 +242,22 @@ class Backend:
                     xp.permute_dims(cols[:, i * kw + j, ...], (1, 0, 2, 3))
         return padded[:, :, ph:ph + h, pw:pw + w]
 
+    def conv_activation(self, z2, b, n, activation, alpha):
+        """A convolution's output from its product Z₂ = W₂ cols, (C_out, N·P): z = Z₂ + b laid out as
+        (N, C_out, P), and a = σ(z); returns (z, a). Z₂ may be overwritten."""
+        xp = self.xp
+        z2 += xp.reshape(b, (-1, 1))  # in place: the product is ours, and megabytes
+        z = xp.permute_dims(xp.reshape(z2, (z2.shape[0], n, -1)), (1, 0, 2))
+        return z, self.activation(z, activation, alpha)
+
+    def conv_delta(self, grad_a, z, a, activation, alpha):
+        """δ = ∂C/∂a ⊙ σ'(z) for z, a (N, C_out, P), as δ₂ (C_out, N·P) for the products, and ∂C/∂b (the sum of δ
+        over samples and positions); returns (δ₂, ∂C/∂b)."""
+        xp = self.xp
+        delta = self.activation_backward(grad_a, z, a, activation, alpha)
+        delta2 = xp.reshape(xp.permute_dims(delta, (1, 0, 2)), (z.shape[1], -1))
+        return delta2, xp.sum(delta2, axis=1)
+
     def max_pool(self, x, kernel_size, stride, padding):
         """y = the largest value of each window (padding counts as −∞) and, as (N, C, oh, ow) integers,
         where in the window it sits (row-major, the first of equal values); returns (y, argmax)."""

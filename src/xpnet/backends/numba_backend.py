@@ -76,6 +76,33 @@ def _activation_grad(grad_a, Z, A, out, alpha):
             out[i, j] = sigma_grad(M, grad_a[i, j], Z[i, j], A[i, j], alpha)
 
 
+def _conv_activation(Z2, b, Z, A, alpha):
+    channels, n_samples, size = Z.shape[1], Z.shape[0], Z.shape[2]
+    product, zs, out = Z2.reshape(-1), Z.reshape(-1), A.reshape(-1)  # flat, as numba_conv's kernels
+    for n in prange(n_samples):
+        for c in range(channels):
+            source, into = c * Z2.shape[1] + n * size, (n * channels + c) * size
+            for p in range(size):
+                z = product[mlp.ix(source + p)] + b[c]
+                zs[mlp.ix(into + p)] = z
+                out[mlp.ix(into + p)] = sigma(M, z, alpha)
+
+
+def _conv_delta(grad_a, Z, A, delta2, db, alpha):
+    n_samples, channels, size = Z.shape
+    gs, zs, acts, out = grad_a.reshape(-1), Z.reshape(-1), A.reshape(-1), delta2.reshape(-1)
+    for c in prange(channels):
+        total = 0.0
+        for n in range(n_samples):
+            source, into = (n * channels + c) * size, c * delta2.shape[1] + n * size
+            for p in range(size):
+                at = mlp.ix(source + p)
+                d = sigma_grad(M, gs[at], zs[at], acts[at], alpha)
+                out[mlp.ix(into + p)] = d
+                total += d
+        db[c] = total
+
+
 def _sgd_update(P, G, V, lr, momentum, nesterov, weight_decay):
     for k in prange(P.shape[0]):
         g = mlp._weight_decayed(M, P[k], G[k], weight_decay)
@@ -106,7 +133,7 @@ def _dot(a, b):
 
 _KERNELS = {f.__name__: jit_variants(f) for f in (_sgd_update, _rmsprop_update, _adam_update, *conv.FUNCTIONS)}
 _KERNELS.update({(f.__name__, name): jit_variants(f, "_" + name, sigma=forward, sigma_grad=backward)
-                 for f in (_bias_activation, _activation, _activation_grad)
+                 for f in (_bias_activation, _activation, _activation_grad, _conv_activation, _conv_delta)
                  for name, forward, backward in zip(mlp.ACTIVATION_CODES, mlp._act, mlp._act_grad)})
 
 
@@ -150,6 +177,26 @@ class NumbaBackend(NumpyBackend):
         out = np.empty_like(Z)
         self._kernel("_activation_grad", Z.size, activation)(_as_2d(grad_a), Z, _as_2d(a), out, float(alpha))
         return out.reshape(z.shape)
+
+    def conv_activation(self, z2, b, n, activation, alpha):
+        if not (_floats(z2, b) and z2.ndim == 2 and b.ndim == 1 and z2.shape[0] == b.shape[0]
+                and z2.shape[1] % n == 0):
+            return super().conv_activation(z2, b, n, activation, alpha)
+        z = np.empty((n, z2.shape[0], z2.shape[1] // n), dtype=z2.dtype)  # laid out as the next layer reads it
+        a = z if _activation_name(activation) == "identity" else np.empty_like(z)
+        self._kernel("_conv_activation", z.size, activation)(np.ascontiguousarray(z2), np.ascontiguousarray(b), z, a,
+                                                             float(alpha))
+        return z, a
+
+    def conv_delta(self, grad_a, z, a, activation, alpha):
+        if not (_floats(grad_a, z, a) and z.ndim == 3 and grad_a.shape == z.shape == a.shape):
+            return super().conv_delta(grad_a, z, a, activation, alpha)
+        n, c, size = z.shape
+        delta2, db = np.empty((c, n * size), dtype=z.dtype), np.empty(c, dtype=z.dtype)
+        contiguous = np.ascontiguousarray
+        self._kernel("_conv_delta", z.size, activation)(contiguous(grad_a), contiguous(z), contiguous(a), delta2, db,
+                                                        float(alpha))
+        return delta2, db
 
     def matmul(self, a, b):
         """With the BLAS the compiled step calls (numba_blas): NumPy's, through ``@``; where numba_blas

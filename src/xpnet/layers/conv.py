@@ -111,18 +111,16 @@ class Conv2D(Layer):
         window = (self.kernel_size, self.stride, self.padding, self.dilation)
         cols = backend.im2col(x4, *window)  # (C_in·kh·kw, N·oh·ow): every receptive field a column
         W2 = xp.reshape(W, (c_out, -1))
-        z2 = backend.matmul(W2, cols)  # Z₂ = W₂ cols + b, (C_out, N·oh·ow)
-        z2 += xp.reshape(b, (-1, 1))  # in place: the product is ours, and megabytes
+        z3, a3 = backend.conv_activation(backend.matmul(W2, cols), b, n, self.activation, self.alpha)  # W₂ cols + b
         out_shape = (n, *self.output_shape)
-        z = xp.reshape(xp.permute_dims(xp.reshape(z2, (c_out, n, -1)), (1, 0, 2)), out_shape)
-        a = backend.activation(z, self.activation, self.alpha)
+        z, a = xp.reshape(z3, out_shape), xp.reshape(a3, out_shape)  # (N, C_out, oh·ow) → (N, C_out, oh, ow)
         saved = {"x": x, "z": z, "a": a}  # what xn.trace shows
 
         def backward(grad_a, need_grad_x=True):
-            delta = backend.activation_backward(grad_a, z, a, self.activation, self.alpha)  # BP1/BP2: ⊙ σ'(z)
-            saved["delta"] = delta
-            delta2 = xp.reshape(xp.permute_dims(xp.reshape(delta, (n, c_out, -1)), (1, 0, 2)), (c_out, -1))
-            self.grads["b"] = xp.sum(delta2, axis=1)  # BP3: ∂C/∂b = δ summed over samples and positions
+            # BP1/BP2: δ = ∂C/∂a ⊙ σ'(z), as δ₂ (C_out, N·oh·ow); BP3: ∂C/∂b = δ summed over samples and positions
+            delta2, self.grads["b"] = backend.conv_delta(xp.reshape(grad_a, (n, c_out, -1)), z3, a3, self.activation,
+                                                         self.alpha)
+            saved["delta"] = xp.reshape(xp.permute_dims(xp.reshape(delta2, (c_out, n, -1)), (1, 0, 2)), out_shape)
             self.grads["W"] = xp.reshape(backend.matmul(delta2, xp.matrix_transpose(cols)), W.shape)  # BP4
             if not need_grad_x:
                 return None

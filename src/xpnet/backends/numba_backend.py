@@ -283,7 +283,7 @@ class NumbaBackend(NumpyBackend):
     def max_pool_backward(self, grad_y, argmax, x_shape, kernel_size, stride, padding):
         if not _floats(grad_y):
             return super().max_pool_backward(grad_y, argmax, x_shape, kernel_size, stride, padding)
-        grad_x = np.zeros(x_shape, dtype=grad_y.dtype)
+        grad_x = np.empty(x_shape, dtype=grad_y.dtype)  # the kernel zeroes each plane before it adds into it
         self._kernel("_max_pool_backward", grad_x.size)(np.ascontiguousarray(grad_y), np.ascontiguousarray(argmax),
                                                         *kernel_size, *stride, *padding, grad_x)
         return grad_x

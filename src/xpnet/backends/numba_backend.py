@@ -185,7 +185,7 @@ class NumbaBackend(NumpyBackend):
 
     def conv_activation(self, z2, b, n, activation, alpha):
         if not (_floats(z2, b) and z2.ndim == 2 and b.ndim == 1 and z2.shape[0] == b.shape[0]
-                and z2.shape[1] % n == 0):
+                and n > 0 and z2.shape[1] % n == 0):
             return super().conv_activation(z2, b, n, activation, alpha)
         z = np.empty((n, z2.shape[0], z2.shape[1] // n), dtype=z2.dtype)  # laid out as the next layer reads it
         a = z if _activation_name(activation) == "identity" else np.empty_like(z)

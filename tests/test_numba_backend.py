@@ -91,6 +91,25 @@ def test_matmul_matches_base(numba_backend, base, layout, dtype, rng):
     close(numba_backend.matmul(a, b), base.matmul(a, b), dtype)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("m, n, k", [(6, 25, 50176), (2, 6, 512), (3, 25, 1500), (25, 4, 2049), (5, 200, 1024)])
+def test_short_by_long_products_match_base(numba_backend, base, m, n, k, dtype, rng, monkeypatch):
+    """A Bᵀ with a short side and a long sum (a conv layer's ∂W = δ₂ colsᵀ) takes _dot_nt: odd and even
+    row counts, sums that end inside a chunk, NaN carried; and gives what the base's product gives."""
+    from xpnet.backends import numba_backend as nb
+
+    real, calls = nb._dot_nt, []
+    monkeypatch.setattr(nb, "_dot_nt", lambda *args: calls.append(args[0].shape) or real(*args))
+    a, b = rng.standard_normal((m, k)).astype(dtype), np.ascontiguousarray(rng.standard_normal((n, k)).astype(dtype)).T
+    a[m - 1, k // 2] = np.nan
+    got, want = numba_backend.matmul(a, b), base.matmul(a, b)
+    assert calls, "the product did not take _dot_nt"
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    keep = ~np.isnan(want)
+    np.testing.assert_allclose(got[keep], want[keep], rtol=2e-4 if dtype == "float32" else 1e-12,
+                               atol=2e-3 if dtype == "float32" else 1e-10)
+
+
 def test_parallel_variant_matches_serial(base, rng, monkeypatch):
     """Arrays above the threshold take the prange variant; it computes the same numbers."""
     from xpnet.backends import numba_backend as nb

@@ -195,6 +195,18 @@ def test_image_inputs_train_end_to_end(backend):
     assert hist.history["accuracy"][-1] > 0.8
 
 
+def test_parameters_are_row_major_copies_however_they_arrive():
+    """Built, set from column-major arrays, or moved: every parameter is a C-contiguous copy (a conv W once
+    stayed a transposed view, which cost a copy of it every step), never the caller's array."""
+    net = xn.models.lenet((1, 28, 28), backend="numpy")
+    assert all(p.flags.c_contiguous for p in net.parameters())
+    weights = [np.asfortranarray(w) for w in net.get_weights()]
+    net.set_weights(weights)
+    assert all(p.flags.c_contiguous and not np.shares_memory(p, w) for p, w in zip(net.parameters(), weights))
+    assert all(p.flags.c_contiguous for p in net.to("numba" if "numba" in xn.backends.available() else
+                                                    "numpy").parameters())
+
+
 # ---- checkpoints ------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["xpnet-0.1-mlp.npz", "xpnet-0.1-sequential.npz"])

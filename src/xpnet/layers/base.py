@@ -105,7 +105,9 @@ class Layer:
         value = np.asarray(value, dtype=np.float64)
         if self.backend is None:  # building shapes only
             return value
-        return self.backend.asarray(np.array(value), dtype=self.backend.dtype(self.dtype))
+        # A copy of the caller's data, row-major as the kernels read it: a conv W built as a transposed view
+        # stayed column-major, which cost a copy of W every step and the optimiser's flat update.
+        return self.backend.asarray(np.array(value, order="C"), dtype=self.backend.dtype(self.dtype))
 
     def seed(self, seed):
         """Restart the layer's random numbers from ``seed`` (only stochastic layers draw any)."""

@@ -314,3 +314,20 @@ def test_the_compile_profile_script_reports_the_first_step():
     script = Path(__file__).parent.parent / "benchmarks" / "compile_profile.py"
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
     assert re.match(r"import [\d.]+ s, build [\d.]+ s, first step [\d.]+ s, \d+ functions compiled", result.stdout)
+
+
+def test_reports_name_the_cpus_generation_and_vector_unit(tmp_path):
+    """Two VMs may both call their CPU "AMD EPYC"; family, model and AVX-512 or AVX2 tell them apart."""
+    from xpnet.bench.common import cpu_name
+
+    info = tmp_path / "cpuinfo"
+    block = "processor\t: {}\nmodel name\t: AMD EPYC\ncpu family\t: {}\nmodel\t\t: {}\nflags\t\t: fpu {}\n"
+    info.write_text(block.format(0, 26, 2, "avx2 avx512f") + "\n" + block.format(1, 26, 2, "avx2 avx512f"))
+    assert cpu_name(info) == "AMD EPYC (family 26 model 2, AVX-512)"
+    info.write_text(block.format(0, 23, 49, "avx avx2 fma"))
+    assert cpu_name(info) == "AMD EPYC (family 23 model 49, AVX2)"
+    info.write_text("model name\t: Some CPU\n")
+    assert cpu_name(info) == "Some CPU"
+    import platform
+
+    assert cpu_name(tmp_path / "missing") == (platform.processor() or platform.machine())  # no /proc/cpuinfo

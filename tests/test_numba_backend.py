@@ -259,23 +259,28 @@ def test_networks_without_blas_sized_products_get_the_variant_without_blas():
 
     small = xn.MLP([2, 16, 16, 2], backend="numba").compile("softmax_ce", "sgd")
     large = xn.MLP([40, 48, 10], backend="numba").compile("softmax_ce", "sgd")
-    assert small._compiled(32).key[-1] is False and large._compiled(64).key[-1] is True
-    assert large._compiled(8).key[-1] is False
+    assert small._compiled(32).key[2] is False and large._compiled(64).key[2] is True
+    assert large._compiled(8).key[2] is False
     assert not small._compiled(32).train.py_func.__globals__["USE_BLAS"] and mlp.USE_BLAS
 
 
 def test_a_variant_compiles_only_what_its_network_uses():
-    """Flags frozen per variant: a tanh backprop step has no other activation and no finite differences in
-    it, and the module's own functions keep everything."""
+    """Flags frozen per variant: a tanh backprop step has no other activation, no finite differences and
+    no clipping or max-norm limit in it (those come with clip_norm or max_norm), and the module's own
+    functions keep everything."""
     from xpnet.backends import numba_mlp as mlp
 
     step = xn.MLP([2, 16, 16, 2], activation="tanh", backend="numba").compile("softmax_ce", "sgd")
     flags = step._compiled(32).train.py_func.__globals__
     assert flags["TANH_ON"] and flags["IDENTITY_ON"]
     assert not any(flags[name] for name in ("SIGMOID_ON", "RELU_ON", "LEAKY_RELU_ON", "GELU_ON", "GELU_TANH_ON",
-                                            "FD_ON"))
-    assert mlp.GELU_ON and mlp.FD_ON
+                                            "FD_ON", "LIMITS_ON"))
+    assert mlp.GELU_ON and mlp.FD_ON and mlp.LIMITS_ON
     assert step._compiled(32).key in mlp.every_variant_key()
+    for option in ({"max_norm": 2.0}, {"clip_norm": 1.0}):
+        limited = xn.MLP([2, 16, 16, 2], activation="tanh", backend="numba").compile("softmax_ce", "sgd", **option)
+        assert limited._compiled(32).train.py_func.__globals__["LIMITS_ON"]
+        assert limited._compiled(32).key in mlp.every_variant_key()
     assert step._compiled(32) is step._compiled(16)  # one compiled variant per network, whatever the batch
 
 
@@ -633,7 +638,7 @@ import sys, warnings
 import numpy as np
 import xpnet as xn
 from xpnet.steps import warmup
-key = (("tanh",), False, False)
+key = (("tanh",), False, False, False)  # activations, finite differences, BLAS, clipping and max-norm
 if sys.argv[1] == "warm":
     warmup.compile_variant(key, "float32")
 else:
@@ -660,4 +665,5 @@ def test_warmup_covers_the_variant_of_every_default_network():
         for output in (None, "sigmoid"):
             for gradient in ("backprop", "finite_difference"):
                 for blas in (False, True):
-                    assert mlp.variant_key([activation, output or "identity"], gradient, blas) in keys
+                    for limits in (False, True):
+                        assert mlp.variant_key([activation, output or "identity"], gradient, blas, limits) in keys

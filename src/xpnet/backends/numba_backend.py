@@ -139,7 +139,8 @@ def _dot(a, b):
 # A Bᵀ with A (m, k) or B (n, k) of at most SMALL_SIDE rows, m·n ≤ 1024 and k ≥ 512 goes to _dot_nt: a conv
 # layer's ∂W = δ₂ colsᵀ when it has few output channels or few inputs per window. OpenBLAS ran those on one
 # core at a third of its rate (LeNet's first ∂W, 6×50176 by 50176×25: 0.50-0.53 ms on one thread or two),
-# _dot_nt in 0.20-0.29 ms; with 16 or more rows on both sides OpenBLAS won (2026-12-02, 2-core AMD EPYC).
+# _dot_nt in 0.20-0.29 ms; with 16 or more rows on both sides OpenBLAS won (2026-12-02, 2-core AMD EPYC
+# of family 26 model 2, with AVX-512).
 SMALL_SIDE, SMALL_OUTPUT, LONG_SUM = 6, 1024, 512
 
 

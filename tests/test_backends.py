@@ -1,11 +1,16 @@
 """The registry: available(), use() as setter and context manager, XPNET_BACKEND, auto, and readable failures."""
 import inspect
+import os
+import platform
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import xpnet as xn
-from xpnet.backends import REGISTRY, Backend
+from xpnet.backends import REGISTRY, Backend, numpy_backend
 
 
 def test_available_lists_numpy_and_only_usable_backends():
@@ -150,3 +155,16 @@ def test_array_on_another_device_is_refused():
     with pytest.raises(xn.errors.DeviceError, match="device2"):
         on1.asarray(on2.asarray(np.zeros(2)))
     assert strict  # imported for the skip
+
+
+@pytest.mark.skipif(numpy_backend.numpy_openblas() is None, reason="NumPy is not the wheel with scipy-openblas")
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="the kernel names are x86-64's")
+def test_reports_name_the_kernels_openblas_runs_and_why():
+    """OpenBLAS picks its kernels at load, from the CPU or from OPENBLAS_CORETYPE; reports say which."""
+    show = "from xpnet.backends.numpy_backend import blas_name; print(blas_name())"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    own = subprocess.run([sys.executable, "-c", show], env=env, capture_output=True, text=True, check=True).stdout
+    forced = subprocess.run([sys.executable, "-c", show], env=dict(env, OPENBLAS_CORETYPE="Haswell"),
+                            capture_output=True, text=True, check=True).stdout
+    assert re.search(r"\(\w+ kernels\)$", own.strip()), own
+    assert forced.strip().endswith("(Haswell kernels, from OPENBLAS_CORETYPE)"), forced

@@ -19,25 +19,16 @@ the one behind its ``np.dot``: SciPy's BLAS, as before. ``CBLAS`` says which
 keeps one copy of each).
 """
 import ctypes
-import glob
 import os
 
-import numpy as np
 from llvmlite import binding, ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
+from .numpy_backend import numpy_openblas
+
 _SYMBOLS = {"float32": ("scipy_cblas_sgemm64_", "xpnet_cblas_sgemm"),
             "float64": ("scipy_cblas_dgemm64_", "xpnet_cblas_dgemm")}
-
-
-def _numpy_blas():
-    """The path of the scipy-openblas64 library NumPy's wheel loads, or None."""
-    root = os.path.dirname(np.__file__)
-    patterns = [os.path.join(os.path.dirname(root), "numpy.libs", "*scipy_openblas64_*"),  # Linux, Windows
-                os.path.join(root, ".dylibs", "*scipy_openblas64_*")]  # macOS
-    found = sorted(path for pattern in patterns for path in glob.glob(pattern))
-    return found[0] if found else None
 
 
 CHOICE = os.environ.get("XPNET_NUMBA_BLAS", "numpy")
@@ -49,7 +40,7 @@ def _register():
     """Registers NumPy's sgemm and dgemm under xpnet's names; returns the library's path, or None."""
     if CHOICE != "numpy":
         return None
-    path = _numpy_blas()
+    path = numpy_openblas()
     if path is None:
         return None
     try:

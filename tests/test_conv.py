@@ -553,3 +553,39 @@ def test_onnx_export_of_a_convnet_gives_predicts_outputs(stack, tmp_path):
     net.export_onnx(tmp_path / "c.onnx")
     got = ort.InferenceSession(str(tmp_path / "c.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": X})[0]
     np.testing.assert_allclose(got, net.predict(X), rtol=1e-4, atol=1e-5)
+
+
+CONV_NOTICE_CHILD = """
+import warnings
+import numpy as np
+import xpnet as xn
+X, y = np.random.default_rng(0).standard_normal((8, 1, 6, 6)), np.arange(8) % 2
+layers = lambda: [xn.layers.Conv2D(2, 3, activation="relu"), xn.layers.MaxPool2D(2), xn.layers.Flatten(),
+                  xn.layers.Dense(2)]
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    net = xn.Sequential(layers(), input_shape=(1, 6, 6), backend="numba", dtype="float32")
+    net.fit(X, y, loss="softmax_ce", optimizer="sgd", epochs=1, progress=False)
+    quiet = len(caught)
+    step = xn.Sequential(layers(), input_shape=(1, 6, 6), backend="numba", dtype="float64").compile("softmax_ce", "sgd")
+    step(X, y)
+    step(X, y)
+notices = [w for w in caught if issubclass(w.category, xn.errors.CompileWarning)]
+print(quiet, len(notices), notices[0].filename if notices else "-", "kernels" in str(notices[0].message) if notices else "-")
+"""
+
+
+@needs_numba
+def test_a_convnets_first_compile_on_numba_says_so_once_and_not_with_progress_false():
+    """The layer-by-layer step compiles numba's conv, pooling and activation kernels on its first call: with
+    nothing cached, fit(progress=False) does it silently, then the first compiling step(X, y) (float64 kernels)
+    warns once, at the caller's line, as the fused MLP step does."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, XPNET_NUMBA_CACHE="0")
+    result = subprocess.run([sys.executable, "-c", CONV_NOTICE_CHILD], capture_output=True, text=True, env=env,
+                            timeout=600, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "1", "<string>", "True"]

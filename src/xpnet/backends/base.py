@@ -5,6 +5,7 @@ Faster backends override single kernels, keep their signatures (a test checks
 this) and may fall back with ``return super().kernel(...)``. Backward kernels
 take ``(grad_out, *saved)`` in that order.
 """
+import contextlib
 import types
 
 import numpy as np
@@ -148,6 +149,11 @@ class Backend:
 
     def synchronize(self):
         """Wait for queued device work; a no-op on the CPU."""
+
+    def compile_notice(self, enabled=True):
+        """A context around work that may compile the backend's kernels on first use, in which the first compile
+        warns once per process (an xn.errors.CompileWarning); a no-op for backends that compile nothing."""
+        return contextlib.nullcontext()
 
     def memory_info(self):
         """The device memory pool's ``{"used_bytes": ..., "total_bytes": ...}``; {} for a backend without one."""

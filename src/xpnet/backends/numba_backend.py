@@ -195,6 +195,9 @@ class NumbaBackend(NumpyBackend):
         serial, parallel = _KERNELS[name if activation is None else (name, _activation_name(activation))]
         return parallel if self.parallel and size >= PARALLEL_MIN else serial
 
+    def compile_notice(self, enabled=True):
+        return mlp.compile_notice(enabled, mlp.KERNELS_NOTICE)
+
     def info(self):
         info = super().info()
         info.update({"blas": f"{blas_name()} (NumPy's)" if blas.CBLAS else _scipy_blas(), "numba": numba.__version__,

@@ -500,11 +500,16 @@ def one_hot(labels, k, T):
 
 NOTICE = ("xpnet: numba is compiling the training step for this network, once (a few seconds); later runs load "
           "it from numba's cache, and `xpnet warmup` compiles every variant ahead of time")
+KERNELS_NOTICE = ("xpnet: numba is compiling the backend's kernels for this network's layers, once (a few seconds); "
+                  "later runs load them from numba's cache")
 _announced = False
 
 
 class _Announce(event.Listener):
     """Warns once per process when numba starts compiling (numba fires no event when it loads from its cache)."""
+
+    def __init__(self, message):
+        self.message = message
 
     def on_start(self, ev):
         global _announced
@@ -513,15 +518,15 @@ class _Announce(event.Listener):
             frame = sys._getframe(1)  # blame the user's line, the first outside xpnet and numba
             while frame.f_back is not None and frame.f_globals.get("__name__", "").split(".")[0] in ("xpnet", "numba", "contextlib"):
                 frame = frame.f_back
-            warnings.warn_explicit(NOTICE, CompileWarning, frame.f_code.co_filename, frame.f_lineno,
+            warnings.warn_explicit(self.message, CompileWarning, frame.f_code.co_filename, frame.f_lineno,
                                    module=frame.f_globals.get("__name__"), registry={})
 
     def on_end(self, ev):
         pass
 
 
-def compile_notice(enabled=True):
+def compile_notice(enabled=True, message=NOTICE):
     """A context in which a numba compile (not a cache load) warns once per process; nothing if not enabled."""
     if not enabled or _announced:
         return contextlib.nullcontext()
-    return event.install_listener("numba:compile", _Announce())
+    return event.install_listener("numba:compile", _Announce(message))

@@ -21,6 +21,7 @@ class PlainStep(Step):
     """
 
     kind = "plain layer-by-layer step"
+    first = True  # before the first step
     runtime_lr = None  # a 0-d device array the update reads instead of optimizer.lr (while a CUDA graph records)
 
     def __init__(self, net, loss, optimizer, gradient="backprop", max_norm=None, clip_norm=None, eps=1e-3,
@@ -44,6 +45,12 @@ class PlainStep(Step):
 
     def step(self, X, T):
         """One step on prepared backend arrays; returns the loss as a 0-d backend array."""
+        if self.first:  # numba compiles the layers' kernels here, with nothing cached: say so (unless not notices)
+            with self.net.backend.compile_notice(self.notices):
+                loss, grads = self.gradients(X, T)
+                self.update(grads)
+            self.first = False
+            return loss
         loss, grads = self.gradients(X, T)
         self.update(grads)
         return loss

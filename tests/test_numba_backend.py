@@ -657,6 +657,38 @@ def test_warmup_fills_numba_cache_so_a_later_process_compiles_nothing(tmp_path):
         assert result.returncode == 0, result.stderr
 
 
+WARM_LAYERS_CHILD = """
+import sys
+import numpy as np
+import xpnet as xn
+from numba.core import event
+from xpnet.steps import warmup
+if sys.argv[1] == "warm":
+    warmup.compile_layer_kernels("float32", parallel=False)
+else:
+    net = xn.Sequential([xn.layers.Conv2D(3, 3, activation="relu"), xn.layers.MaxPool2D(2), xn.layers.Flatten(),
+                         xn.layers.Dense(2)], input_shape=(1, 6, 6), backend="numba", dtype="float32")
+    X, y = np.random.default_rng(1).standard_normal((5, 1, 6, 6)), np.arange(5) % 2
+    with event.install_recorder("numba:compile") as compiles:
+        net.fit(X, y, loss="softmax_ce", optimizer="adam", epochs=2, batch_size=2, progress=False)
+        net.predict(X)
+    print(len(compiles.buffer))
+"""
+
+
+def test_warmup_compiles_the_layers_kernels_so_a_later_convnet_compiles_nothing(tmp_path):
+    """The layers' kernels warmed in one process (serial, float32): a convnet's fit and predict in the next
+    compile nothing (numba's compile events, none), where with an empty cache they compile many."""
+    counts = []
+    for stage, cache in (("use", "empty"), ("warm", "warmed"), ("use", "warmed")):
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / cache), XPNET_NUMBA_CACHE="1")
+        result = subprocess.run([sys.executable, "-c", WARM_LAYERS_CHILD, stage], capture_output=True, text=True,
+                                env=env, timeout=600, check=False)
+        assert result.returncode == 0, result.stderr
+        counts.append(result.stdout.strip())
+    assert int(counts[0]) > 0 and counts[2] == "0", counts
+
+
 def test_warmup_covers_the_variant_of_every_default_network():
     from xpnet.backends import numba_mlp as mlp
 

@@ -339,7 +339,8 @@ def cmd_warmup(args):
         raise errors.ConfigError(f"--jobs must be at least 1, got {args.jobs}")
     start = time.perf_counter()
     count = warmup.warmup(args.dtype, args.jobs, log=_say)
-    print(f"compiled {count} variants of numba's fused step in {time.perf_counter() - start:.3g} s")
+    print(f"compiled {count} sets (the fused step's variants and the layers' kernels) in "
+          f"{time.perf_counter() - start:.3g} s")
     return 0
 
 
@@ -437,7 +438,8 @@ def build_parser():
     race.set_defaults(func=cmd_race)
 
     warm = sub.add_parser("warmup", help="compile numba's training steps ahead of time, into numba's cache",
-                          description="Compile every variant of numba's fused training step (float32 and float64) "
+                          description="Compile every variant of numba's fused training step, and the kernels "
+                                      "that layer-by-layer steps (convnets) call, in float32 and float64, "
                                       "into numba's on-disk cache, so that no later run waits for a compile: for "
                                       "container images and CI. NUMBA_CACHE_DIR says where the cache lives.")
     warm.add_argument("--jobs", type=int, help="processes compiling side by side (default: every core)")

@@ -1,4 +1,5 @@
-"""Ahead-of-time compiling of numba's fused training step: every variant into numba's on-disk cache.
+"""Ahead-of-time compiling into numba's on-disk cache: every variant of the fused training step, and the
+backend's kernels that layer-by-layer steps (convnets) call.
 
 ``xpnet warmup`` runs this, for images and CI machines that should not pay the
 first-run compile. Each variant (numba_mlp.variant_key: the activations it has,
@@ -48,21 +49,61 @@ def compile_variant(key, dtype):
     return time.perf_counter() - start
 
 
+def compile_layer_kernels(dtype, parallel):
+    """Compile (or load) the numba backend's kernels that layer-by-layer steps call, for every activation, in
+    ``dtype``, their serial or their parallel variants; returns the seconds it took.
+
+    One small convnet per activation (conv, batch norm, max and average pooling, Dense) takes a step, with
+    each optimiser on the first, and predicts; ``parallel`` lowers the threshold so every kernel takes its
+    prange variant."""
+    from .. import kernels, layers as L, optim
+    from ..backends import numba_backend
+    from ..network import Sequential
+
+    start, threshold = time.perf_counter(), numba_backend.PARALLEL_MIN
+    numba_backend.PARALLEL_MIN = 0 if parallel else threshold
+    try:
+        rng = np.random.default_rng(0)
+        X, y = rng.standard_normal((4, 1, 8, 8)), np.arange(4) % 2
+        for k, activation in enumerate(kernels.ACTIVATIONS):
+            net = Sequential([L.Conv2D(2, 3, padding=1, activation=activation), L.BatchNorm(), L.MaxPool2D(2),
+                              L.Conv2D(2, 3, padding=1, activation=activation), L.AvgPool2D(2), L.Flatten(),
+                              L.Dense(4, activation=activation), L.Dense(2)], input_shape=(1, 8, 8), dtype=dtype,
+                             backend="numba")
+            for optimizer in ([optim.SGD(0.01), optim.SGD(0.01, momentum=0.9), optim.RMSProp(0.01),
+                               optim.Adam(0.01)] if k == 0 else [optim.SGD(0.01)]):
+                step = net.compile("softmax_ce", optimizer)
+                step.notices = False
+                step(X, y)
+            net.predict(X)
+    finally:
+        numba_backend.PARALLEL_MIN = threshold
+    return time.perf_counter() - start
+
+
 def _compile(job):
+    if job[0] == "layers":
+        return job, compile_layer_kernels(*job[1:])
     return job, compile_variant(*job)
 
 
 def warmup(dtypes=DTYPES, jobs=None, log=lambda line: None):
-    """Compile every variant of the fused step in ``dtypes``, on ``jobs`` processes; returns the count."""
+    """Compile every variant of the fused step, and the layers' kernels, in ``dtypes``, on ``jobs`` processes;
+    returns the count of jobs."""
     from ..backends import numba_mlp
 
-    todo = [(key, dtype) for key in numba_mlp.every_variant_key() for dtype in dtypes]
+    todo = [("layers", dtype, parallel) for dtype in dtypes for parallel in (False, True)]
+    todo += [(key, dtype) for key in numba_mlp.every_variant_key() for dtype in dtypes]
     jobs = jobs or os.cpu_count() or 1
     done = 0
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for (key, dtype), seconds in pool.map(_compile, todo):
+        for job, seconds in pool.map(_compile, todo):
             done += 1
-            activations, fd, blas, limits = key
+            if job[0] == "layers":
+                log(f"warmup {done}/{len(todo)}: the layers' kernels, {'parallel' if job[2] else 'serial'}, "
+                    f"{job[1]}: {seconds:.2g} s")
+                continue
+            (activations, fd, blas, limits), dtype = job
             log(f"warmup {done}/{len(todo)}: {'+'.join(activations) or 'identity'}, "
                 f"{'finite differences' if fd else 'backprop'}, {'BLAS' if blas else 'loops'}"
                 f"{', clipping and max-norm' if limits else ''}, {dtype}: {seconds:.2g} s")

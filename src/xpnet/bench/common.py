@@ -92,10 +92,10 @@ def cpu_name(cpuinfo="/proc/cpuinfo"):
         return platform.processor() or platform.machine()
     fields = {k.strip(): v.strip() for k, v in fields.items()}
     flags = set(fields.get("flags", "").split())
-    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else None
-    details = [f"family {fields['cpu family']} model {fields['model']}" if "cpu family" in fields and "model" in
-               fields else None, vector]
-    details = ", ".join(d for d in details if d)
+    details = [f"family {fields['cpu family']} model {fields['model']}"] if {"cpu family", "model"} <= fields.keys() \
+        else []
+    details += ["AVX-512"] if "avx512f" in flags else ["AVX2"] if "avx2" in flags else []
+    details = ", ".join(details)
     name = fields.get("model name") or platform.processor() or platform.machine()
     return f"{name} ({details})" if details else name
 

@@ -45,14 +45,11 @@ class PlainStep(Step):
 
     def step(self, X, T):
         """One step on prepared backend arrays; returns the loss as a 0-d backend array."""
-        if self.first:  # numba compiles the layers' kernels here, with nothing cached: say so (unless not notices)
-            with self.net.backend.compile_notice(self.notices):
-                loss, grads = self.gradients(X, T)
-                self.update(grads)
-            self.first = False
-            return loss
-        loss, grads = self.gradients(X, T)
-        self.update(grads)
+        # The first step is where numba compiles the layers' kernels when nothing is cached: it says so.
+        with self.net.backend.compile_notice(self.notices and self.first):
+            loss, grads = self.gradients(X, T)
+            self.update(grads)
+        self.first = False
         return loss
 
     def gradients(self, X, T):

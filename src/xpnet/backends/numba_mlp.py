@@ -16,11 +16,13 @@ go to BLAS as ``Wᵀ A`` on row blocks, without copies: numba_blas's ``gemm``,
 with NumPy's BLAS, on offsets into the flat arrays.
 
 The formulas are those of kernels.py, compiled on scalars through numba_math.
-``batch_gradient`` and ``update`` are inlined into ``train``, which runs them
-back to back; ``compute_gradient`` and ``apply_update`` are the same two
-halves as separate entries, so data-parallel training can average G over the
-ranks in between. The loss (``output_loss``, every loss) is one call per
-batch, compiled once per dtype and shared by every variant (see ``variant``).
+A batch's gradient (``load_batch``, ``forward``, the loss, ``backward``) and
+``update`` are inlined into ``train``, which runs them back to back;
+``compute_gradient`` and ``apply_update`` are the same two halves as separate
+entries, so data-parallel training can average G over the ranks in between.
+The loss (``output_loss``, every loss) and the optimiser (``optimise``, every
+optimiser) are one call each per batch, compiled once per dtype and shared by
+every variant (see ``variant``).
 
 Everything here compiles without numba's reference-counting runtime (NRT):
 nothing in it allocates or takes a view, and with
@@ -196,7 +198,8 @@ def output_loss(loss_code, Y, order, start, k, m, A, D, out, unit, sample, bce_e
             row, first = order[start + r], out + r * sample
             top = A[first]
             for j in range(1, k):
-                top = max(top, A[first + j * unit])
+                a = A[first + j * unit]
+                top = a if a > top else top  # max(top, a), as Python's
             norm = 0.0
             for j in range(k):
                 norm += M.exp(A[first + j * unit] - top)
@@ -256,13 +259,15 @@ def clip_gradient(G, limit):
     """
     largest = 0.0
     for k in range(G.shape[0]):
-        largest = max(largest, abs(G[k]))
+        g = abs(G[k])
+        largest = g if g > largest else largest
     if largest == 0.0 or largest != largest:
         return
     sq = 0.0
     for k in range(G.shape[0]):
         sq += (G[k] / largest) ** 2
-    scale = min(1.0, limit / (largest * M.sqrt(sq) + 1e-6))
+    scale = limit / (largest * M.sqrt(sq) + 1e-6)
+    scale = scale if scale < 1.0 else 1.0
     for k in range(G.shape[0]):
         G[k] *= scale
 
@@ -292,30 +297,26 @@ def finite_difference(Y, order, start, m, P, G, layout, alphas, loss_code, hp, c
 
 
 @jit_inline
-def batch_gradient(X, Y, order, start, m, load, P, G, layout, alphas, loss_code, hp, gradient, Z, A, D):
-    """G ← ∂C/∂θ on the m rows order[start:start+m] of X, Y; returns their mean loss.
-
-    Z, A, D: flat work buffers, unit u of sample r at u·m + r (see forward).
-    gradient: 0 backprop, 1 forward differences, 2 central differences.
-    load=False reuses the batch already transposed into the first rows of A.
-    """
-    d, L = X.shape[1], layout.shape[1] - 1
-    if USE_BLAS and load and d * layout[SIZE, 1] * m >= BLAS_MIN:  # block 0 of A holds the batch as rows (m, d):
-        for r in range(m):                                          # BLAS reads it transposed, without a copy
+def load_batch(X, order, start, m, layout, A):
+    """The m rows order[start:start+m] of X into the first rows of A: transposed, or as rows (m, d) when the
+    first layer's product goes to BLAS, which reads them transposed without a copy."""
+    d = X.shape[1]
+    if USE_BLAS and d * layout[SIZE, 1] * m >= BLAS_MIN:
+        for r in range(m):
             row = order[start + r]
             for i in range(d):
                 A[r * d + i] = X[row, i]
-    elif load:  # the batch, transposed into the first rows of A, 16 samples at a time so that both
-        for r0 in range(0, m, 16):  # the rows read and the rows written stay in cache
+    else:  # 16 samples at a time, so that both the rows read and the rows written stay in cache
+        for r0 in range(0, m, 16):
             for i in range(d):
-                for r in range(r0, min(r0 + 16, m)):
+                for r in range(r0, r0 + 16 if r0 + 16 < m else m):
                     A[i * m + r] = X[order[start + r], i]
-    if FD_ON and gradient != 0:
-        return finite_difference(Y, order, start, m, P, G, layout, alphas, loss_code, hp, gradient == 2, Z, A, D)
-    forward(P, layout, alphas, m, Z, A)
-    loss = output_loss(loss_code, Y, order, start, layout[SIZE, L], m, A, D, layout[ROW, L] * m, m, 1, hp[BCE_EPS],
-                       True)
-    # Backward: D holds ∂C/∂a of the output rows (BP1 begins there).
+
+
+@jit_inline
+def backward(P, G, layout, alphas, m, Z, A, D):
+    """G ← ∂C/∂θ, from D holding ∂C/∂a of the output rows (where BP1 leaves it), layer by layer down."""
+    L = layout.shape[1] - 1
     for l in range(L - 1, -1, -1):
         fan_in, fan_out = layout[SIZE, l], layout[SIZE, l + 1]
         wo, bo, code, alpha = layout[W_OFFSET, l], layout[B_OFFSET, l], layout[ACTIVATION, l], alphas[l]
@@ -346,16 +347,13 @@ def batch_gradient(X, Y, order, start, m, load, P, G, layout, alphas, loss_code,
                         w = P[wo + i * fan_out + j]
                         for r in range(m):
                             D[ix(inp + i * m + r)] += w * D[ix(out + j * m + r)]
-    return loss
 
 
-@jit_inline
-def update(P, G, S1, S2, layout, opt_code, hp, t):
-    """Step t of the optimiser with gradient G (clipped first when hp[CLIP_NORM] > 0), then the max-norm limit."""
+@jit
+def optimise(P, G, S1, S2, opt_code, hp, t):
+    """Step t of the optimiser with gradient G: kernels.py's formulas on every parameter. Like output_loss,
+    compiled once per dtype and shared by every variant."""
     lr, wd = hp[LR], hp[WEIGHT_DECAY]
-    if LIMITS_ON and hp[CLIP_NORM] > 0.0:
-        clip_gradient(G, hp[CLIP_NORM])
-    # kernels.py's formulas on every parameter.
     if opt_code == RMSPROP:
         for q in range(P.shape[0]):
             g = _weight_decayed(M, P[q], G[q], wd)
@@ -373,6 +371,14 @@ def update(P, G, S1, S2, layout, opt_code, hp, t):
         for q in range(P.shape[0]):
             g = _weight_decayed(M, P[q], G[q], wd)
             P[q], S1[q] = _sgd(M, P[q], g, S1[q], lr, momentum, nesterov)
+
+
+@jit_inline
+def update(P, G, S1, S2, layout, opt_code, hp, t):
+    """Step t of the optimiser with gradient G (clipped first when hp[CLIP_NORM] > 0), then the max-norm limit."""
+    if LIMITS_ON and hp[CLIP_NORM] > 0.0:
+        clip_gradient(G, hp[CLIP_NORM])
+    optimise(P, G, S1, S2, opt_code, hp, t)
     if LIMITS_ON and hp[MAX_NORM] > 0.0:
         limit_norms(P, layout, hp[MAX_NORM])
 
@@ -388,15 +394,27 @@ def train(X, Y, order, batch_size, repeats, P, G, S1, S2, layout, alphas, loss_c
     lrs: the learning rate of each step of the call (a schedule's), or empty to keep hp[LR].
     Returns the optimiser's step count t (Adam's bias correction counts from 1).
     """
-    n = order.shape[0]
+    n, L = order.shape[0], layout.shape[1] - 1
     n_batches = (n + batch_size - 1) // batch_size
     for repeat in range(repeats):
         for b in range(n_batches):
             start = b * batch_size
-            m = min(batch_size, n - start)  # the short last batch uses the same buffers, laid out for its width
+            m = batch_size if batch_size < n - start else n - start  # min(); the short last batch uses the same
+            # buffers, laid out for its width (numba compiles a function for each min() and max() it meets)
             t += 1
-            losses[b] = batch_gradient(X, Y, order, start, m, repeat == 0 or n_batches > 1, P, G, layout, alphas,
-                                       loss_code, hp, gradient, Z, A, D)
+            # The batch's gradient in parts, inlined one by one (as compute_gradient's): numba's inliner copies
+            # a callee's IR block by block, each time with every variable of the callee, so one large callee
+            # costs its blocks times its variables (1.2 s of a 9 s first compile, 2-core AMD EPYC family 25)
+            if repeat == 0 or n_batches > 1:
+                load_batch(X, order, start, m, layout, A)
+            if FD_ON and gradient != 0:
+                losses[b] = finite_difference(Y, order, start, m, P, G, layout, alphas, loss_code, hp, gradient == 2,
+                                              Z, A, D)
+            else:
+                forward(P, layout, alphas, m, Z, A)
+                losses[b] = output_loss(loss_code, Y, order, start, layout[SIZE, L], m, A, D, layout[ROW, L] * m, m,
+                                        1, hp[BCE_EPS], True)
+                backward(P, G, layout, alphas, m, Z, A, D)
             if lrs.shape[0] > 0:
                 hp[LR] = lrs[repeat * n_batches + b]
             update(P, G, S1, S2, layout, opt_code, hp, t)
@@ -405,8 +423,17 @@ def train(X, Y, order, batch_size, repeats, P, G, S1, S2, layout, alphas, loss_c
 
 @jit
 def compute_gradient(X, Y, order, P, G, layout, alphas, loss_code, hp, gradient, Z, A, D):
-    """Half a step, for data-parallel training: G ← ∂C/∂θ on rows ``order`` of X, Y; returns their mean loss."""
-    return batch_gradient(X, Y, order, 0, order.shape[0], True, P, G, layout, alphas, loss_code, hp, gradient, Z, A, D)
+    """Half a step, for data-parallel training: G ← ∂C/∂θ on rows ``order`` of X, Y; returns their mean loss.
+
+    gradient: 0 backprop, 1 forward differences, 2 central differences (as train's)."""
+    m, L = order.shape[0], layout.shape[1] - 1
+    load_batch(X, order, 0, m, layout, A)
+    if FD_ON and gradient != 0:
+        return finite_difference(Y, order, 0, m, P, G, layout, alphas, loss_code, hp, gradient == 2, Z, A, D)
+    forward(P, layout, alphas, m, Z, A)
+    loss = output_loss(loss_code, Y, order, 0, layout[SIZE, L], m, A, D, layout[ROW, L] * m, m, 1, hp[BCE_EPS], True)
+    backward(P, G, layout, alphas, m, Z, A, D)
+    return loss
 
 
 @jit
@@ -416,8 +443,8 @@ def apply_update(P, G, S1, S2, layout, opt_code, hp, t):
 
 
 # The functions a variant recompiles with its own flags, callees before their callers.
-VARIANT_FUNCTIONS = ("activate", "activate_grad", "forward", "finite_difference", "batch_gradient", "update", "train",
-                     "compute_gradient", "apply_update")
+VARIANT_FUNCTIONS = ("activate", "activate_grad", "forward", "finite_difference", "load_batch", "backward", "update",
+                     "train", "compute_gradient", "apply_update")
 ALWAYS_ON = ("identity",)  # every variant has it: the output layer of most networks
 _variants: dict = {}
 
@@ -439,9 +466,11 @@ def variant(key):
     has them (0.6-1.5 s of a 4.4-6.8 s first compile on a 2-core AMD EPYC with
     AVX-512). That cuts the first compile to a fraction, and
     a step without BLAS calls has no path that raises, which keeps the tiny networks'
-    loop lean. Each variant has its own names in numba's cache. Every optimiser
-    stays in (a few scalar loops); the loss is not in a variant: ``output_loss``
-    (every loss) compiles once per dtype and every variant calls it.
+    loop lean. Each variant has its own names in numba's cache. The loss and the
+    optimiser are not in a variant: ``output_loss`` (every loss) and ``optimise``
+    (every optimiser) compile once per dtype and every variant calls them, so a
+    second variant compiles 1-1.5 s faster than the first (2-core AMD EPYC,
+    family 25), and ``xpnet warmup`` does not compile them 96 times.
     """
     if key not in _variants:
         activations, fd, blas, limits = key

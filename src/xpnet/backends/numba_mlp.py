@@ -20,9 +20,8 @@ A batch's gradient (``load_batch``, ``forward``, the loss, ``backward``) and
 ``update`` are inlined into ``train``, which runs them back to back;
 ``compute_gradient`` and ``apply_update`` are the same two halves as separate
 entries, so data-parallel training can average G over the ranks in between.
-The loss (``output_loss``, every loss) and the optimiser (``optimise``, every
-optimiser) are one call each per batch, compiled once per dtype and shared by
-every variant (see ``variant``).
+The loss (``output_loss``, every loss) is one call per batch, compiled once
+per dtype and shared by every variant (see ``variant``).
 
 Everything here compiles without numba's reference-counting runtime (NRT):
 nothing in it allocates or takes a view, and with
@@ -349,11 +348,13 @@ def backward(P, G, layout, alphas, m, Z, A, D):
                             D[ix(inp + i * m + r)] += w * D[ix(out + j * m + r)]
 
 
-@jit
-def optimise(P, G, S1, S2, opt_code, hp, t):
-    """Step t of the optimiser with gradient G: kernels.py's formulas on every parameter. Like output_loss,
-    compiled once per dtype and shared by every variant."""
+@jit_inline
+def update(P, G, S1, S2, layout, opt_code, hp, t):
+    """Step t of the optimiser with gradient G (clipped first when hp[CLIP_NORM] > 0), then the max-norm limit."""
     lr, wd = hp[LR], hp[WEIGHT_DECAY]
+    if LIMITS_ON and hp[CLIP_NORM] > 0.0:
+        clip_gradient(G, hp[CLIP_NORM])
+    # kernels.py's formulas on every parameter.
     if opt_code == RMSPROP:
         for q in range(P.shape[0]):
             g = _weight_decayed(M, P[q], G[q], wd)
@@ -371,14 +372,6 @@ def optimise(P, G, S1, S2, opt_code, hp, t):
         for q in range(P.shape[0]):
             g = _weight_decayed(M, P[q], G[q], wd)
             P[q], S1[q] = _sgd(M, P[q], g, S1[q], lr, momentum, nesterov)
-
-
-@jit_inline
-def update(P, G, S1, S2, layout, opt_code, hp, t):
-    """Step t of the optimiser with gradient G (clipped first when hp[CLIP_NORM] > 0), then the max-norm limit."""
-    if LIMITS_ON and hp[CLIP_NORM] > 0.0:
-        clip_gradient(G, hp[CLIP_NORM])
-    optimise(P, G, S1, S2, opt_code, hp, t)
     if LIMITS_ON and hp[MAX_NORM] > 0.0:
         limit_norms(P, layout, hp[MAX_NORM])
 
@@ -466,11 +459,11 @@ def variant(key):
     has them (0.6-1.5 s of a 4.4-6.8 s first compile on a 2-core AMD EPYC with
     AVX-512). That cuts the first compile to a fraction, and
     a step without BLAS calls has no path that raises, which keeps the tiny networks'
-    loop lean. Each variant has its own names in numba's cache. The loss and the
-    optimiser are not in a variant: ``output_loss`` (every loss) and ``optimise``
-    (every optimiser) compile once per dtype and every variant calls them, so a
-    second variant compiles 1-1.5 s faster than the first (2-core AMD EPYC,
-    family 25), and ``xpnet warmup`` does not compile them 96 times.
+    loop lean. Each variant has its own names in numba's cache. Every optimiser
+    stays in (a few scalar loops, 1-1.5 s of compile on a 2-core AMD EPYC,
+    family 25): as one shared function, like the loss, the call cost the XOR
+    step 50-60 ns of its 330-360. The loss is not in a variant: ``output_loss``
+    (every loss) compiles once per dtype and every variant calls it.
     """
     if key not in _variants:
         activations, fd, blas, limits = key

@@ -45,8 +45,7 @@ def where(condition, if_true, if_false):
 
 @jit(inline="always")
 def clip(x, low, high):
-    x = low if low > x else x
-    return high if high < x else x  # NaN stays NaN
+    return builtins.min(builtins.max(x, low), high)  # NaN stays NaN
 
 
 @jit(inline="always")
@@ -102,7 +101,7 @@ def _make(dtype, int_type, low, high, degree):
 
     @jit
     def exp_(x):
-        k = np.floor(clip(x, low, high) * inv_ln2 + f(0.5))
+        k = np.floor(builtins.min(builtins.max(x, low), high) * inv_ln2 + f(0.5))
         r = (x - k * ln2_hi) - k * ln2_lo
         ki = int_type(k)
         half = int_type(ki >> 1)  # 2^k as 2^half · 2^(k − half): both factors stay normal numbers

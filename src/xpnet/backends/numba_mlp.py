@@ -197,8 +197,7 @@ def output_loss(loss_code, Y, order, start, k, m, A, D, out, unit, sample, bce_e
             row, first = order[start + r], out + r * sample
             top = A[first]
             for j in range(1, k):
-                a = A[first + j * unit]
-                top = a if a > top else top  # max(top, a), as Python's
+                top = max(top, A[first + j * unit])
             norm = 0.0
             for j in range(k):
                 norm += M.exp(A[first + j * unit] - top)
@@ -258,15 +257,13 @@ def clip_gradient(G, limit):
     """
     largest = 0.0
     for k in range(G.shape[0]):
-        g = abs(G[k])
-        largest = g if g > largest else largest
+        largest = max(largest, abs(G[k]))
     if largest == 0.0 or largest != largest:
         return
     sq = 0.0
     for k in range(G.shape[0]):
         sq += (G[k] / largest) ** 2
-    scale = limit / (largest * M.sqrt(sq) + 1e-6)
-    scale = scale if scale < 1.0 else 1.0
+    scale = min(1.0, limit / (largest * M.sqrt(sq) + 1e-6))
     for k in range(G.shape[0]):
         G[k] *= scale
 

@@ -389,13 +389,14 @@ def train(X, Y, order, batch_size, repeats, P, G, S1, S2, layout, alphas, loss_c
     for repeat in range(repeats):
         for b in range(n_batches):
             start = b * batch_size
-            m = batch_size if batch_size < n - start else n - start  # min(); the short last batch uses the same
-            # buffers, laid out for its width (numba compiles a function for each min() and max() it meets)
+            # min(batch_size, n - start), written out (numba compiles a function for each integer min() it
+            # meets); the short last batch uses the same buffers, laid out for its width
+            m = batch_size if batch_size < n - start else n - start
             t += 1
             # The batch's gradient in parts, inlined one by one (as compute_gradient's): numba's inliner copies
             # a callee's IR block by block, each time with every variable of the callee, so one large callee
             # costs its blocks times its variables (1.2 s of a 9 s first compile, 2-core AMD EPYC family 25)
-            if repeat == 0 or n_batches > 1:
+            if repeat == 0 or n_batches > 1:  # one batch, repeated, stays loaded
                 load_batch(X, order, start, m, layout, A)
             if FD_ON and gradient != 0:
                 losses[b] = finite_difference(Y, order, start, m, P, G, layout, alphas, loss_code, hp, gradient == 2,
@@ -457,8 +458,8 @@ def variant(key):
     AVX-512). That cuts the first compile to a fraction, and
     a step without BLAS calls has no path that raises, which keeps the tiny networks'
     loop lean. Each variant has its own names in numba's cache. Every optimiser
-    stays in (a few scalar loops, 1-1.5 s of compile on a 2-core AMD EPYC,
-    family 25): as one shared function, like the loss, the call cost the XOR
+    stays in (a few scalar loops, about 1.5 s of the first compile on a 2-core
+    AMD EPYC, family 25): as one shared function, like the loss, the call cost the XOR
     step 50-60 ns of its 330-360. The loss is not in a variant: ``output_loss``
     (every loss) compiles once per dtype and every variant calls it.
     """

@@ -82,9 +82,14 @@ def compile_layer_kernels(dtype, parallel):
 
 
 def _compile(job):
-    if job[0] == "layers":
-        return job, compile_layer_kernels(*job[1:])
-    return job, compile_variant(*job)
+    function, args, label = job
+    return label, function(*args)
+
+
+def _variant_label(key, dtype):
+    activations, fd, blas, limits = key
+    return (f"{'+'.join(activations) or 'identity'}, {'finite differences' if fd else 'backprop'}, "
+            f"{'BLAS' if blas else 'loops'}{', clipping and max-norm' if limits else ''}, {dtype}")
 
 
 def warmup(dtypes=DTYPES, jobs=None, log=lambda line: None):
@@ -92,19 +97,15 @@ def warmup(dtypes=DTYPES, jobs=None, log=lambda line: None):
     returns the count of jobs."""
     from ..backends import numba_mlp
 
-    todo = [("layers", dtype, parallel) for dtype in dtypes for parallel in (False, True)]
-    todo += [(key, dtype) for key in numba_mlp.every_variant_key() for dtype in dtypes]
+    todo = [(compile_layer_kernels, (dtype, parallel),
+             f"the layers' kernels, {'parallel' if parallel else 'serial'}, {dtype}")
+            for dtype in dtypes for parallel in (False, True)]
+    todo += [(compile_variant, (key, dtype), _variant_label(key, dtype))
+             for key in numba_mlp.every_variant_key() for dtype in dtypes]
     jobs = jobs or os.cpu_count() or 1
     done = 0
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for job, seconds in pool.map(_compile, todo):
+        for label, seconds in pool.map(_compile, todo):
             done += 1
-            if job[0] == "layers":
-                log(f"warmup {done}/{len(todo)}: the layers' kernels, {'parallel' if job[2] else 'serial'}, "
-                    f"{job[1]}: {seconds:.2g} s")
-                continue
-            (activations, fd, blas, limits), dtype = job
-            log(f"warmup {done}/{len(todo)}: {'+'.join(activations) or 'identity'}, "
-                f"{'finite differences' if fd else 'backprop'}, {'BLAS' if blas else 'loops'}"
-                f"{', clipping and max-norm' if limits else ''}, {dtype}: {seconds:.2g} s")
+            log(f"warmup {done}/{len(todo)}: {label}: {seconds:.2g} s")
     return done

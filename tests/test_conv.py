@@ -224,6 +224,8 @@ def kernel_calls(backend, rng, dtype, layout):
     put = (lambda a: backend.asarray(a, dtype=dt)) if layout == "contiguous" else (lambda a: strided(backend, a, dt))
     x = put(rng.standard_normal((2, 3, 7, 6)))
     x3 = put(rng.standard_normal((4, 3, 5)))
+    wide = put(rng.standard_normal((2, 2, 12, 12)))  # 6·12 outputs per channel: numba's loop over rows, not samples
+    wide_cols = (2 * 3 * 2, 2 * 6 * 12)
     cols_shape = (3 * 3 * 2, 2 * 4 * 6)  # C·kh·kw rows, N·oh·ow columns for WINDOW on x
     vectors = [put(rng.uniform(0.5, 1.5, (1, 3)))[0, ...] for _ in range(4)]
     pooled = (2, 3, 4, 4)
@@ -239,6 +241,8 @@ def kernel_calls(backend, rng, dtype, layout):
         "im2col across": backend.im2col(x, *WINDOW_ACROSS),
         "col2im": backend.col2im(put(rng.standard_normal(cols_shape)), x.shape, *WINDOW),
         "col2im across": backend.col2im(put(rng.standard_normal((3 * 2 * 3, 2 * 6 * 3))), x.shape, *WINDOW_ACROSS),
+        "im2col wide": backend.im2col(wide, *WINDOW),
+        "col2im wide": backend.col2im(put(rng.standard_normal(wide_cols)), wide.shape, *WINDOW),
         "max_pool": backend.max_pool(x, *POOL),
         "max_pool_backward": backend.max_pool_backward(g_pool, argmax, x.shape, *POOL),
         "avg_pool": backend.avg_pool(x, *POOL),

@@ -424,18 +424,30 @@ def _as_2d(a):
 
 def _small_by_long(a, b):
     """Whether a b is A Bᵀ with row-major A (m, k), B (n, k) of the sizes _dot_nt runs faster than OpenBLAS."""
-    if not (_floats(a, b) and a.ndim == b.ndim == 2 and a.shape[1] == b.shape[0] and a.flags.c_contiguous
-            and b.T.flags.c_contiguous):
+    if a.ndim != 2 or b.ndim != 2:  # the sizes first: every product asks, few are
         return False
     (m, k), n = a.shape, b.shape[1]
-    return m >= 2 and min(m, n) <= SMALL_SIDE and m * n <= SMALL_OUTPUT and k >= LONG_SUM
+    return m >= 2 and min(m, n) <= SMALL_SIDE and m * n <= SMALL_OUTPUT and k >= LONG_SUM and \
+        k == b.shape[0] and _floats(a, b) and a.flags.c_contiguous and b.T.flags.c_contiguous
 
 
 def _flat_ok(*arrays):
-    return all(a is None or (isinstance(a, np.ndarray) and a.flags.c_contiguous) for a in arrays)
+    for a in arrays:
+        if a is not None and not (isinstance(a, np.ndarray) and a.flags.c_contiguous):
+            return False
+    return True
+
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _floats(*arrays):
-    """True when every array is a NumPy float32 or float64 array of one dtype: what the compiled kernels take."""
-    return all(isinstance(a, np.ndarray) and a.dtype == arrays[0].dtype for a in arrays) and \
-        arrays[0].dtype in (np.float32, np.float64)
+    """True when every array is a NumPy float32 or float64 array of one dtype: what the compiled kernels take.
+    (A loop, not all() over a generator: it is asked a few dozen times a step, half the time so.)"""
+    dtype = getattr(arrays[0], "dtype", None)
+    if dtype not in _FLOATS:
+        return False
+    for a in arrays:
+        if not isinstance(a, np.ndarray) or a.dtype != dtype:
+            return False
+    return True

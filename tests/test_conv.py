@@ -215,6 +215,7 @@ def test_batch_norm_and_layer_norm_equal_torch(name, shape, seed):
 WINDOW = ((3, 2), (2, 1), (1, 1), (1, 2))  # kernel, stride, padding, dilation
 WINDOW_ACROSS = ((2, 3), (1, 2), (0, 1), (1, 1))  # a stride across the rows too (col2im's other loop)
 POOL = ((3, 2), (2, 2), (1, 1))
+TILES = ((2, 2), (2, 2), (0, 0))  # windows that tile the input, as LeNet's
 TOL = {"float32": dict(rtol=2e-5, atol=2e-5), "float64": dict(rtol=1e-12, atol=1e-12)}
 
 
@@ -245,6 +246,10 @@ def kernel_calls(backend, rng, dtype, layout):
         "col2im wide": backend.col2im(put(rng.standard_normal(wide_cols)), wide.shape, *WINDOW),
         "max_pool": backend.max_pool(x, *POOL),
         "max_pool_backward": backend.max_pool_backward(g_pool, argmax, x.shape, *POOL),
+        "max_pool tiles": backend.max_pool(x, *TILES),  # 7 rows: the last one in no window
+        "max_pool_backward tiles": backend.max_pool_backward(put(rng.standard_normal((2, 3, 3, 3))),
+                                                             backend.asarray(rng.integers(0, 4, (2, 3, 3, 3))),
+                                                             x.shape, *TILES),
         "avg_pool": backend.avg_pool(x, *POOL),
         "avg_pool_backward": backend.avg_pool_backward(g_pool, x.shape, *POOL),
         "batch_norm_statistics": backend.batch_norm_statistics(x3),
@@ -292,6 +297,19 @@ def test_max_pool_takes_the_first_nan_of_a_window_as_numpys_argmax_does(name):
             np.testing.assert_array_equal(y, want_y)  # NaN where the base has NaN
             np.testing.assert_array_equal(where, want_where)
         assert np.isnan(backend.max_pool(x, *window)[0]).any() and not np.isnan(y).any()
+
+
+@pytest.mark.parametrize("name", ["numpy", pytest.param("numba", marks=needs_numba)])
+def test_max_pool_backward_keeps_zeros_off_the_maximum_when_the_gradient_is_not_finite(name):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3, 6, 4))
+    backend, base = xn.get_backend(name), Backend(np, device="cpu")
+    _, where = base.max_pool(x, *TILES)
+    grad_y = rng.standard_normal(where.shape)
+    grad_y[0, 0, 0, 0], grad_y[1, 2, 1, 1] = np.inf, np.nan
+    got = backend.max_pool_backward(grad_y, where, x.shape, *TILES)
+    np.testing.assert_array_equal(got, base.max_pool_backward(grad_y, where, x.shape, *TILES))
+    assert np.count_nonzero(np.isnan(got)) == 1 and np.count_nonzero(np.isinf(got)) == 1  # not 0·inf = NaN
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -48,8 +48,49 @@ class NumpyBackend(Backend):
         windows = windows[:, :, :oh, :ow]
         return windows.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * oh * ow)
 
+    def max_pool(self, x, kernel_size, stride, padding):
+        """Windows that tile the input (stride = kernel, no padding), as LeNet's: y the running maximum of the
+        kh·kw strided views, argmax the first view equal to it, in whole-array arithmetic (masked writes and
+        np.where ran 5-9 ns an element here; LeNet's pooling took 3.4× longer the base's way and 3.7× with masked
+        writes: 2026-12-02, AMD EPYC family 25). A window with a NaN goes to the base, which takes the first NaN."""
+        views = _tiles(x, kernel_size, stride, padding)
+        if views is None or len(views) < 2:
+            return super().max_pool(x, kernel_size, stride, padding)
+        y = np.maximum(views[0], views[1])
+        for view in views[2:]:
+            np.maximum(y, view, out=y)
+        if np.isnan(y).any():  # np.maximum passes NaN on
+            return super().max_pool(x, kernel_size, stride, padding)
+        found, argmax = views[0] == y, np.zeros(y.shape, dtype=np.intp)
+        for k, view in enumerate(views[1:], 1):
+            first = (view == y) & ~found
+            found |= first
+            argmax += first * k
+        return y, argmax
+
+    def max_pool_backward(self, grad_y, argmax, x_shape, kernel_size, stride, padding):
+        """For tiling windows, ∂C/∂y times (is the maximum) straight into each view: no two windows overlap.
+        A NaN or inf in ∂C/∂y goes to the base, whose zeros stay zeros (0·inf would be NaN)."""
+        grad_x = np.zeros(x_shape, dtype=grad_y.dtype)
+        views = _tiles(grad_x, kernel_size, stride, padding)
+        if views is None or not np.isfinite(grad_y).all():
+            return super().max_pool_backward(grad_y, argmax, x_shape, kernel_size, stride, padding)
+        for k, view in enumerate(views):
+            np.multiply(grad_y, argmax == k, out=view)
+        return grad_x
+
     def info(self):
         return {"device": "cpu", "numpy": np.__version__, "blas": blas_name()}
+
+
+def _tiles(x, kernel_size, stride, padding):
+    """The kh·kw strided views x[:, :, i::kh, j::kw] of (N, C, oh, ow) each, when the windows tile x (stride =
+    kernel, no padding; rows and columns past the last window are left out), else None."""
+    (kh, kw), (_, _, h, w) = kernel_size, x.shape
+    if tuple(stride) != tuple(kernel_size) or tuple(padding) != (0, 0):
+        return None
+    oh, ow = h // kh, w // kw
+    return [x[:, :, i:kh * oh:kh, j:kw * ow:kw] for i in range(kh) for j in range(kw)]
 
 
 def blas_name():

@@ -41,9 +41,9 @@ def _im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, pad_value, cols):
     n_samples, channels, height, width = x.shape
     xs, out = x.reshape(-1), cols.reshape(-1)  # flat, as in _col2im
     per_sample, field = channels * height * width, oh * ow
-    for row in prange(channels * kh * kw):  # one row (c, i, j) of the columns per thread
-        c, i, j = row // (kh * kw), row // kw % kh, row % kw
-        if field < SMALL_FIELD:  # few outputs per sample: the samples innermost, one element of each at a time
+    if field < SMALL_FIELD:  # few outputs per sample: the samples innermost, one element of each at a time
+        for row in prange(channels * kh * kw):  # one row (c, i, j) of the columns per thread
+            c, i, j = row // (kh * kw), row // kw % kh, row % kw
             for p in range(oh):
                 h = p * sh - ph + i * dh
                 for q in range(ow):
@@ -55,7 +55,9 @@ def _im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, pad_value, cols):
                     else:
                         for n in range(n_samples):
                             out[ix(at + n * field)] = pad_value
-            continue
+        return
+    for row in prange(channels * kh * kw):  # a separate loop: a branch inside it made LeNet's im2col 17 % slower
+        c, i, j = row // (kh * kw), row // kw % kh, row % kw
         q_lo, q_hi = _span(j * dw - pw, sw, width, ow)  # the outputs whose window column j is inside
         for n in range(n_samples):
             for p in range(oh):

@@ -55,9 +55,9 @@ class NumpyBackend(Backend):
         col2im), 1.2 and 0.7 ms so; masked writes (copyto where=, boolean indexing) ran 5-9 ns an element and
         were slower than the base (2026-12-02, AMD EPYC family 25). A window with a NaN goes to the base,
         which takes the first NaN."""
-        views = _tiles(x, kernel_size, stride, padding)
-        if views is None or len(views) < 2:
+        if not _tiling(kernel_size, stride, padding) or kernel_size[0] * kernel_size[1] < 2:
             return super().max_pool(x, kernel_size, stride, padding)
+        views = _tiles(x, kernel_size)
         y = np.maximum(views[0], views[1])
         for view in views[2:]:
             np.maximum(y, view, out=y)
@@ -76,7 +76,7 @@ class NumpyBackend(Backend):
         if not _tiling(kernel_size, stride, padding) or not np.isfinite(grad_y).all():
             return super().max_pool_backward(grad_y, argmax, x_shape, kernel_size, stride, padding)
         grad_x = np.zeros(x_shape, dtype=grad_y.dtype)
-        for k, view in enumerate(_tiles(grad_x, kernel_size, stride, padding)):
+        for k, view in enumerate(_tiles(grad_x, kernel_size)):
             np.multiply(grad_y, argmax == k, out=view)
         return grad_x
 
@@ -89,12 +89,10 @@ def _tiling(kernel_size, stride, padding):
     return tuple(stride) == tuple(kernel_size) and tuple(padding) == (0, 0)
 
 
-def _tiles(x, kernel_size, stride, padding):
-    """The kh·kw strided views x[:, :, i::kh, j::kw] of (N, C, oh, ow) each, when the windows tile x (rows and
-    columns past the last window are left out), else None."""
+def _tiles(x, kernel_size):
+    """The kh·kw strided views x[:, :, i::kh, j::kw], (N, C, oh, ow) each, of windows that tile x (rows and
+    columns past the last window are left out)."""
     (kh, kw), (_, _, h, w) = kernel_size, x.shape
-    if not _tiling(kernel_size, stride, padding):
-        return None
     oh, ow = h // kh, w // kw
     return [x[:, :, i:kh * oh:kh, j:kw * ow:kw] for i in range(kh) for j in range(kw)]
 

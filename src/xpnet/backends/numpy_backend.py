@@ -48,6 +48,11 @@ class NumpyBackend(Backend):
         windows = windows[:, :, :oh, :ow]
         return windows.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, n * oh * ow)
 
+    def add_into(self, out, index, values):
+        """out[index] += values in place: no temporary the size of the view (col2im adds kh·kw of them)."""
+        view = out[index]
+        np.add(view, values, out=view)
+
     def max_pool(self, x, kernel_size, stride, padding):
         """Windows that tile the input (stride = kernel, no padding), as LeNet's: y the running maximum of the
         kh·kw strided views, argmax the first view equal to it, in whole-array arithmetic. LeNet's two pools,

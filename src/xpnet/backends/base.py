@@ -236,7 +236,8 @@ class Backend:
 
         Overlapping windows add up: kh·kw strided slice-adds, one per kernel offset, into a (C, N, H, W)
         buffer, where an offset's columns (C, N, oh, ow) land as they are: one transpose at the end, not one
-        per offset (LeNet's second layer on NumPy: 4.3 ms so, 1.9 ms this way and in place; see add_into).
+        per offset. LeNet's second layer on NumPy, adding in place (see add_into): 3.4 ms a step the old way,
+        2.3 ms this way (means of 20 rounds interleaved in one process; 2-core AMD EPYC family 25).
         """
         xp, (n, c, h, w) = self.xp, x_shape
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation

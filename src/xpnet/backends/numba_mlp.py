@@ -51,6 +51,7 @@ SIZE, W_OFFSET, B_OFFSET, ACTIVATION, ROW = range(5)  # rows of `layout`
 # Slots of the float64 hyperparameter array `hp`.
 LR, MOMENTUM, NESTEROV, RHO, BETA1, BETA2, EPS, WEIGHT_DECAY, MAX_NORM, CLIP_NORM, BCE_EPS, FD_EPS = range(12)
 N_HP = 12
+OPTIMIZER_SLOTS = slice(LR, WEIGHT_DECAY + 1)  # lr, momentum, nesterov, rho, beta1, beta2, eps, weight_decay
 BLAS_MIN = 1 << 15  # multiply-adds in a product from which BLAS beats plain loops
 USE_BLAS = True  # False in the variant for networks with no product that large (see SMALL below)
 ix = np.uint64  # an unsigned index: numba wraps negative signed indices around, a compare and a select per

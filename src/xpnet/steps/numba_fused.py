@@ -4,6 +4,8 @@ It runs on a backend that offers the compiled MLP kernels (``backend.mlp_kernels
 the numba backend), for networks whose every layer is Dense or does nothing in
 training (a Dropout with p = 0), with the losses and optimisers those kernels know.
 """
+import operator
+
 import numpy as np
 
 from ..backends.base import bce_clip
@@ -96,7 +98,7 @@ class FusedMLPStep(Step):
 
     def _adopt(self):
         params = self.net.parameters()
-        if self.views is None or any(p is not v for p, v in zip(params, self.views)):
+        if self.views is None or not all(map(operator.is_, params, self.views)):  # (a third of any()'s time)
             for (start, stop), p in zip(self.slices, params):
                 self.P[start:stop] = np.asarray(p).reshape(-1)
             views = iter(self.P[a:b].reshape(p.shape) for (a, b), p in zip(self.slices, params))
@@ -116,12 +118,12 @@ class FusedMLPStep(Step):
                 state[name] = [flat[a:b].reshape(p.shape) for (a, b), p in zip(self.slices, params)]
             opt.state = state
             self.state_views = {name: list(arrays) for name, arrays in state.items()}
-        hp = self.hp
-        config = opt.config()
-        hp[self.mlp.LR], hp[self.mlp.WEIGHT_DECAY] = opt.lr, opt.weight_decay
-        hp[self.mlp.MOMENTUM], hp[self.mlp.NESTEROV] = config.get("momentum", 0.0), float(config.get("nesterov", False))
-        hp[self.mlp.RHO], hp[self.mlp.EPS] = config.get("rho", 0.0), config.get("eps", 0.0)
-        hp[self.mlp.BETA1], hp[self.mlp.BETA2] = config.get("beta1", 0.0), config.get("beta2", 0.0)
+        # The hyperparameters into their slots of hp, in numba_mlp's order, from the optimiser's attributes:
+        # one slice write, where config() and eight item writes took 2.0 µs a call against 0.8 (of a small
+        # net's 23 µs step(X, y); 2-core AMD EPYC, family 25).
+        self.hp[self.mlp.OPTIMIZER_SLOTS] = (
+            opt.lr, getattr(opt, "momentum", 0.0), float(getattr(opt, "nesterov", False)), getattr(opt, "rho", 0.0),
+            getattr(opt, "beta1", 0.0), getattr(opt, "beta2", 0.0), getattr(opt, "eps", 0.0), opt.weight_decay)
 
     def _buffers(self, m):
         if m > self.batch_capacity:

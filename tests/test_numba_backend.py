@@ -259,23 +259,24 @@ def test_networks_without_blas_sized_products_get_the_variant_without_blas():
 
     small = xn.MLP([2, 16, 16, 2], backend="numba").compile("softmax_ce", "sgd")
     large = xn.MLP([40, 48, 10], backend="numba").compile("softmax_ce", "sgd")
-    assert small._compiled(32).key[2] is False and large._compiled(64).key[2] is True
-    assert large._compiled(8).key[2] is False
+    assert small._compiled(32).key[3] is False and large._compiled(64).key[3] is True
+    assert large._compiled(8).key[3] is False
     assert not small._compiled(32).train.py_func.__globals__["USE_BLAS"] and mlp.USE_BLAS
 
 
 def test_a_variant_compiles_only_what_its_network_uses():
-    """Flags frozen per variant: a tanh backprop step has no other activation, no finite differences and
-    no clipping or max-norm limit in it (those come with clip_norm or max_norm), and the module's own
-    functions keep everything."""
+    """Flags frozen per variant: a tanh backprop step has no other activation, no other loss, no finite
+    differences and no clipping or max-norm limit in it (those come with clip_norm or max_norm), and the
+    module's own functions keep everything."""
     from xpnet.backends import numba_mlp as mlp
 
     step = xn.MLP([2, 16, 16, 2], activation="tanh", backend="numba").compile("softmax_ce", "sgd")
     flags = step._compiled(32).train.py_func.__globals__
-    assert flags["TANH_ON"] and flags["IDENTITY_ON"]
+    assert flags["TANH_ON"] and flags["IDENTITY_ON"] and flags["SOFTMAX_CE_ON"]
     assert not any(flags[name] for name in ("SIGMOID_ON", "RELU_ON", "LEAKY_RELU_ON", "GELU_ON", "GELU_TANH_ON",
-                                            "FD_ON", "LIMITS_ON"))
-    assert mlp.GELU_ON and mlp.FD_ON and mlp.LIMITS_ON
+                                            "MSE_ON", "BCE_ON", "BCE_LOGITS_ON", "FD_ON", "LIMITS_ON"))
+    assert step._compiled(32).output_loss.py_func.__globals__ is flags  # the loss it calls is the variant's
+    assert mlp.GELU_ON and mlp.MSE_ON and mlp.BCE_ON and mlp.FD_ON and mlp.LIMITS_ON
     assert step._compiled(32).key in mlp.every_variant_key()
     for option in ({"max_norm": 2.0}, {"clip_norm": 1.0}):
         limited = xn.MLP([2, 16, 16, 2], activation="tanh", backend="numba").compile("softmax_ce", "sgd", **option)
@@ -638,7 +639,7 @@ import sys, warnings
 import numpy as np
 import xpnet as xn
 from xpnet.steps import warmup
-key = (("tanh",), False, False, False)  # activations, finite differences, BLAS, clipping and max-norm
+key = (("tanh",), "softmax_ce", False, False, False)  # activations, loss, finite differences, BLAS, limits
 if sys.argv[1] == "warm":
     warmup.compile_variant(key, "float32")
 else:
@@ -698,4 +699,6 @@ def test_warmup_covers_the_variant_of_every_default_network():
             for gradient in ("backprop", "finite_difference"):
                 for blas in (False, True):
                     for limits in (False, True):
-                        assert mlp.variant_key([activation, output or "identity"], gradient, blas, limits) in keys
+                        for loss in mlp.WARMUP_LOSSES[output or "identity"]:
+                            key = mlp.variant_key([activation, output or "identity"], loss, gradient, blas, limits)
+                            assert key in keys

@@ -20,8 +20,8 @@ A batch's gradient (``load_batch``, ``forward``, the loss, ``backward``) and
 ``update`` are inlined into ``train``, which runs them back to back;
 ``compute_gradient`` and ``apply_update`` are the same two halves as separate
 entries, so data-parallel training can average G over the ranks in between.
-The loss (``output_loss``, every loss) is one call per batch, compiled once
-per dtype and shared by every variant (see ``variant``).
+The loss (``output_loss``) is one call per batch; each variant compiles it
+with only its network's loss (see ``variant``).
 
 Everything here compiles without numba's reference-counting runtime (NRT):
 nothing in it allocates or takes a view, and with
@@ -102,6 +102,7 @@ SGD, RMSPROP, ADAM = (OPTIMIZER_CODES[name] for name in ("sgd", "rmsprop", "adam
 # branches they switch off before typing them, so a variant compiles only what its network uses.
 # Here, in the module itself, everything is on.
 IDENTITY_ON = SIGMOID_ON = TANH_ON = RELU_ON = LEAKY_RELU_ON = GELU_ON = GELU_TANH_ON = True
+MSE_ON = BCE_ON = BCE_LOGITS_ON = SOFTMAX_CE_ON = True  # the losses
 FD_ON = True  # finite-difference gradients
 LIMITS_ON = True  # gradient clipping and the max-norm limit
 
@@ -193,7 +194,7 @@ def output_loss(loss_code, Y, order, start, k, m, A, D, out, unit, sample, bce_e
     step's transposed layout: unit = m, sample = 1; rows of samples: unit = 1, sample = k), against target
     row Y[order[start + r]]; with want_grad, D (same places) ← ∂C/∂a, where backpropagation starts (BP1)."""
     total = 0.0
-    if loss_code == SOFTMAX_CE:  # softmax cross-entropy over the k logits of each sample
+    if SOFTMAX_CE_ON and loss_code == SOFTMAX_CE:  # softmax cross-entropy over the k logits of each sample
         for r in range(m):
             row, first = order[start + r], out + r * sample
             top = A[first]
@@ -209,7 +210,7 @@ def output_loss(loss_code, Y, order, start, k, m, A, D, out, unit, sample, bce_e
                     D[first + j * unit] = _softmax_ce_grad(M, a, top, norm, Y[row, j], m)  # (softmax − y) / m
         return total / m
     count = m * k
-    if loss_code == MSE:  # a loop of its own, without the others' branches: it vectorises
+    if MSE_ON and loss_code == MSE:  # a loop of its own, without the others' branches: it vectorises
         for r in range(m):
             row, first = order[start + r], out + r * sample
             for j in range(k):
@@ -223,12 +224,12 @@ def output_loss(loss_code, Y, order, start, k, m, A, D, out, unit, sample, bce_e
         for j in range(k):
             at = out + j * unit + r * sample
             y, a = Y[row, j], A[at]
-            if loss_code == BCE:
+            if BCE_ON and loss_code == BCE:
                 p = M.clip(a, bce_eps, 1.0 - bce_eps)
                 total += _cross_entropy(M, p, y)
                 if want_grad:
                     D[at] = _cross_entropy_grad(M, p, y) / count
-            else:  # BCE_LOGITS
+            elif BCE_LOGITS_ON:
                 total += _ce_logits(M, a, y)
                 if want_grad:
                     D[at] = _ce_logits_grad(M, a, y) / count
@@ -435,17 +436,18 @@ def apply_update(P, G, S1, S2, layout, opt_code, hp, t):
 
 
 # The functions a variant recompiles with its own flags, callees before their callers.
-VARIANT_FUNCTIONS = ("activate", "activate_grad", "forward", "finite_difference", "load_batch", "backward", "update",
+VARIANT_FUNCTIONS = ("output_loss", "activate", "activate_grad", "forward", "finite_difference", "load_batch", "backward", "update",
                      "train", "compute_gradient", "apply_update")
 ALWAYS_ON = ("identity",)  # every variant has it: the output layer of most networks
 _variants: dict = {}
 
 
-def variant_key(activations, gradient, blas, limits=False):
-    """The key of the variant for a network with these activation names, this gradient ("backprop" or
-    "finite_difference"), whether a product in its step is large enough for BLAS, and whether the step clips
-    its gradient or limits weight norms (clip_norm, max_norm)."""
-    return tuple(sorted(set(activations) - set(ALWAYS_ON))), gradient != "backprop", bool(blas), bool(limits)
+def variant_key(activations, loss, gradient, blas, limits=False):
+    """The key of the variant for a network with these activation names, this loss (a name in LOSS_CODES), this
+    gradient ("backprop" or "finite_difference"), whether a product in its step is large enough for BLAS, and
+    whether the step clips its gradient or limits weight norms (clip_norm, max_norm)."""
+    return (tuple(sorted(set(activations) - set(ALWAYS_ON))), loss, gradient != "backprop", bool(blas),
+            bool(limits))
 
 
 def variant(key):
@@ -453,22 +455,23 @@ def variant(key):
 
     The flags switched off are frozen to False in a copy of this module's globals,
     so numba prunes those branches before typing them: only the activations the
-    network has, no finite differences for backprop, no BLAS calls for networks
-    whose products are all small, no clipping or max-norm limit unless the step
-    has them (0.6-1.5 s of a 4.4-6.8 s first compile on a 2-core AMD EPYC with
-    AVX-512). That cuts the first compile to a fraction, and
+    network has, only its loss, no finite differences for backprop, no BLAS calls for
+    networks whose products are all small, no clipping or max-norm limit unless the
+    step has them (0.6-1.5 s of a 4.4-6.8 s first compile on a 2-core AMD EPYC with
+    AVX-512; the three other losses, 1.0-1.1 s of 5.1-6.7 s on a 2-core AMD EPYC,
+    family 25). That cuts the first compile to a fraction, and
     a step without BLAS calls has no path that raises, which keeps the tiny networks'
     loop lean. Each variant has its own names in numba's cache. Every optimiser
-    stays in (a few scalar loops, about 1.5 s of the first compile on a 2-core
-    AMD EPYC, family 25): as one shared function, like the loss, the call cost the XOR
-    step 50-60 ns of its 330-360. The loss is not in a variant: ``output_loss``
-    (every loss) compiles once per dtype and every variant calls it.
+    stays in (a few scalar loops, about 0.4 s of a 4 s first compile on the family 25
+    EPYC): as one shared function, the call cost the XOR step 50-60 ns of its 330-360,
+    and in the key it would multiply the variants that ``xpnet warmup`` compiles by four.
     """
     if key not in _variants:
-        activations, fd, blas, limits = key
+        activations, loss, fd, blas, limits = key
         flags = {f"{name.upper()}_ON": name in activations or name in ALWAYS_ON for name in ACTIVATION_CODES}
+        flags.update({f"{name.upper()}_ON": name == loss for name in LOSS_CODES})
         flags.update(FD_ON=fd, USE_BLAS=blas, LIMITS_ON=limits)
-        suffix = "_".join([*activations, "fd" if fd else "bp", BLAS_NAME if blas else "loops",
+        suffix = "_".join([*activations, loss, "fd" if fd else "bp", BLAS_NAME if blas else "loops",
                            *(["limits"] if limits else [])])
         scope = dict(globals(), **flags)
         for name in VARIANT_FUNCTIONS:
@@ -483,13 +486,17 @@ def variant(key):
     return _variants[key]
 
 
+WARMUP_LOSSES = {"identity": ("softmax_ce", "mse", "bce_logits"), "sigmoid": ("bce", "mse")}  # per output
+
+
 def every_variant_key():
-    """The keys ``xpnet warmup`` compiles: each activation in the hidden layers with an identity or sigmoid
-    output (or the same one throughout), backprop and finite differences, with and without BLAS, with and
-    without clipping and the max-norm limit."""
-    keys = [variant_key([hidden, output], gradient, blas, limits) for hidden in ACTIVATION_CODES
-            for output in ("identity", "sigmoid") for gradient in ("backprop", "finite_difference")
-            for blas in (False, True) for limits in (False, True)]
+    """The keys ``xpnet warmup`` compiles: each activation in the hidden layers with an identity output and the
+    losses that take its values (WARMUP_LOSSES) or a sigmoid output with BCE or MSE (or the same activation
+    throughout), backprop and finite differences, with and without BLAS, with and without clipping and the
+    max-norm limit."""
+    keys = [variant_key([hidden, output], loss, gradient, blas, limits) for hidden in ACTIVATION_CODES
+            for output, losses in WARMUP_LOSSES.items() for loss in losses
+            for gradient in ("backprop", "finite_difference") for blas in (False, True) for limits in (False, True)]
     return list(dict.fromkeys(keys))
 
 

@@ -67,8 +67,8 @@ class FusedMLPStep(Step):
         self.layout, n_params = mlp.make_layout(self.sizes, activations)
         self.largest_product = max(a * b for a, b in zip(self.sizes, self.sizes[1:]))
         limits = max_norm is not None or clip_norm is not None
-        self.variants = {blas: mlp.variant_key(activations, gradient, blas, limits) for blas in (False, True)}  # keys;
-        # each compiles on first use
+        self.variants = {blas: mlp.variant_key(activations, loss.kernel, gradient, blas, limits)
+                         for blas in (False, True)}  # keys; each compiles on first use
         self.flat_input = tuple(net.input_shape) == (self.sizes[0],)  # X (n, d) as it comes: the fast checks apply
         self.alphas = np.array([layer.fused_op()[2] for layer in dense], dtype=np.float64)
         ends = np.cumsum([n for fan_in, fan_out in shapes for n in (fan_in * fan_out, fan_out)])

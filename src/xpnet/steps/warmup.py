@@ -3,8 +3,8 @@ backend's kernels that layer-by-layer steps (convnets) call.
 
 ``xpnet warmup`` runs this, for images and CI machines that should not pay the
 first-run compile. Each variant (numba_mlp.variant_key: the activations it has,
-backprop or finite differences, BLAS or plain loops, with or without gradient
-clipping and the max-norm limit) is compiled by one real step
+its loss, backprop or finite differences, BLAS or plain loops, with or without
+gradient clipping and the max-norm limit) is compiled by one real step
 of a small network that needs it, in float32 and float64, with the input checks
 for integer labels alongside.
 """
@@ -23,7 +23,7 @@ def network_for(key, dtype):
     """(net, X, batch) whose compiled step is the variant ``key``."""
     from ..network import MLP
 
-    activations, _, blas, _ = key
+    activations, _, _, blas, _ = key
     hidden = activations[0] if activations else "identity"
     output = activations[-1] if len(activations) > 1 else "identity"
     width, batch = (64, 16) if blas else (3, 4)  # 64·64·16 products reach BLAS_MIN; 3·3·4 stay in loops
@@ -37,15 +37,17 @@ def compile_variant(key, dtype):
 
     start = time.perf_counter()
     net, X, batch = network_for(key, dtype)
-    gradient = "finite_difference" if key[1] else "backprop"
-    limit = 1e6 if key[3] else None  # a max-norm limit compiles the variant with clipping and limits in it
-    step = net.compile("softmax_ce", optim.SGD(0.01), gradient=gradient, max_norm=limit)
+    _, loss, fd, _, limits = key
+    limit = 1e6 if limits else None  # a max-norm limit compiles the variant with clipping and limits in it
+    step = net.compile(loss, optim.SGD(0.01), gradient="finite_difference" if fd else "backprop", max_norm=limit)
     step.notices = False
     if "fused" not in step.kind:
         raise ConfigError(f"the fused step is not available for warming up: {step.kind}")
-    for labels in (np.arange(batch) % 2, (np.arange(batch) % 2).astype(np.int32)):
-        step(X, labels)
-    step.run_epoch(X, np.eye(2, dtype=step.P.dtype)[np.arange(batch) % 2], None, batch)
+    labels = np.arange(batch) % 2
+    targets = np.eye(2, dtype=step.P.dtype)[labels]
+    for y in ((labels, labels.astype(np.int32)) if loss == "softmax_ce" else (targets,)):
+        step(X, y)  # integer labels compile their one-hot conversion, for both integer types
+    step.run_epoch(X, targets, None, batch)
     return time.perf_counter() - start
 
 
@@ -87,8 +89,8 @@ def _compile(job):
 
 
 def _variant_label(key, dtype):
-    activations, fd, blas, limits = key
-    return (f"{'+'.join(activations) or 'identity'}, {'finite differences' if fd else 'backprop'}, "
+    activations, loss, fd, blas, limits = key
+    return (f"{'+'.join(activations) or 'identity'}, {loss}, {'finite differences' if fd else 'backprop'}, "
             f"{'BLAS' if blas else 'loops'}{', clipping and max-norm' if limits else ''}, {dtype}")
 
 

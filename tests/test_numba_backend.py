@@ -266,17 +266,22 @@ def test_networks_without_blas_sized_products_get_the_variant_without_blas():
 
 def test_a_variant_compiles_only_what_its_network_uses():
     """Flags frozen per variant: a tanh backprop step has no other activation, no other loss, no finite
-    differences and no clipping or max-norm limit in it (those come with clip_norm or max_norm), and the
-    module's own functions keep everything."""
+    differences and no clipping or max-norm limit in it (those come with clip_norm or max_norm), a
+    finite-difference step no backprop, and the module's own functions keep everything."""
     from xpnet.backends import numba_mlp as mlp
 
     step = xn.MLP([2, 16, 16, 2], activation="tanh", backend="numba").compile("softmax_ce", "sgd")
     flags = step._compiled(32).train.py_func.__globals__
     assert flags["TANH_ON"] and flags["IDENTITY_ON"] and flags["SOFTMAX_CE_ON"]
     assert not any(flags[name] for name in ("SIGMOID_ON", "RELU_ON", "LEAKY_RELU_ON", "GELU_ON", "GELU_TANH_ON",
-                                            "MSE_ON", "BCE_ON", "BCE_LOGITS_ON", "FD_ON", "LIMITS_ON"))
+                                            "MSE_ON", "BCE_ON", "BCE_LOGITS_ON", "FD_ON", "FD_ONLY", "LIMITS_ON"))
     assert step._compiled(32).output_loss.py_func.__globals__ is flags  # the loss it calls is the variant's
-    assert mlp.GELU_ON and mlp.MSE_ON and mlp.BCE_ON and mlp.FD_ON and mlp.LIMITS_ON
+    assert mlp.GELU_ON and mlp.MSE_ON and mlp.BCE_ON and mlp.FD_ON and mlp.LIMITS_ON and not mlp.FD_ONLY
+    fd = xn.MLP([2, 16, 16, 2], activation="tanh", backend="numba").compile("softmax_ce", "sgd",
+                                                                             gradient="finite_difference")
+    fd_flags = fd._compiled(32).train.py_func.__globals__
+    assert fd_flags["FD_ON"] and fd_flags["FD_ONLY"]  # finite differences, and no backprop, in it
+    assert fd._compiled(32).key in mlp.every_variant_key()
     assert step._compiled(32).key in mlp.every_variant_key()
     for option in ({"max_norm": 2.0}, {"clip_norm": 1.0}):
         limited = xn.MLP([2, 16, 16, 2], activation="tanh", backend="numba").compile("softmax_ce", "sgd", **option)

@@ -104,6 +104,7 @@ SGD, RMSPROP, ADAM = (OPTIMIZER_CODES[name] for name in ("sgd", "rmsprop", "adam
 IDENTITY_ON = SIGMOID_ON = TANH_ON = RELU_ON = LEAKY_RELU_ON = GELU_ON = GELU_TANH_ON = True
 MSE_ON = BCE_ON = BCE_LOGITS_ON = SOFTMAX_CE_ON = True  # the losses
 FD_ON = True  # finite-difference gradients
+FD_ONLY = False  # finite differences whatever ``gradient`` says: a finite-difference variant, without backprop
 LIMITS_ON = True  # gradient clipping and the max-norm limit
 
 
@@ -400,7 +401,7 @@ def train(X, Y, order, batch_size, repeats, P, G, S1, S2, layout, alphas, loss_c
             # costs its blocks times its variables (1.2 s of a 9 s first compile, 2-core AMD EPYC family 25)
             if repeat == 0 or n_batches > 1:  # one batch, repeated, stays loaded
                 load_batch(X, order, start, m, layout, A)
-            if FD_ON and gradient != 0:
+            if FD_ON and (FD_ONLY or gradient != 0):
                 losses[b] = finite_difference(Y, order, start, m, P, G, layout, alphas, loss_code, hp, gradient == 2,
                                               Z, A, D)
             else:
@@ -421,7 +422,7 @@ def compute_gradient(X, Y, order, P, G, layout, alphas, loss_code, hp, gradient,
     gradient: 0 backprop, 1 forward differences, 2 central differences (as train's)."""
     m, L = order.shape[0], layout.shape[1] - 1
     load_batch(X, order, 0, m, layout, A)
-    if FD_ON and gradient != 0:
+    if FD_ON and (FD_ONLY or gradient != 0):
         return finite_difference(Y, order, 0, m, P, G, layout, alphas, loss_code, hp, gradient == 2, Z, A, D)
     forward(P, layout, alphas, m, Z, A)
     loss = output_loss(loss_code, Y, order, 0, layout[SIZE, L], m, A, D, layout[ROW, L] * m, m, 1, hp[BCE_EPS], True)
@@ -453,24 +454,25 @@ def variant_key(activations, loss, gradient, blas, limits=False):
 def variant(key):
     """numba_mlp's training functions compiled with only what ``key`` (see variant_key) needs.
 
-    The flags switched off are frozen to False in a copy of this module's globals,
-    so numba prunes those branches before typing them: only the activations the
-    network has, only its loss, no finite differences for backprop, no BLAS calls for
-    networks whose products are all small, no clipping or max-norm limit unless the
-    step has them (0.6-1.5 s of a 4.4-6.8 s first compile on a 2-core AMD EPYC with
-    AVX-512; the three other losses, 1.0-1.1 s of 5.1-6.7 s on a 2-core AMD EPYC,
-    family 25). That cuts the first compile to a fraction, and
-    a step without BLAS calls has no path that raises, which keeps the tiny networks'
-    loop lean. Each variant has its own names in numba's cache. Every optimiser
-    stays in (a few scalar loops, about 0.4 s of a 4 s first compile on the family 25
-    EPYC): as one shared function, the call cost the XOR step 50-60 ns of its 330-360,
-    and in the key it would multiply the variants that ``xpnet warmup`` compiles by four.
+    The flags switched off are frozen to False in a copy of this module's globals, so
+    numba prunes those branches before typing them. A variant has only the activations
+    its network has, only its loss, no finite differences for backprop and no backprop
+    for finite differences, no BLAS calls for networks whose products are all small,
+    and no clipping or max-norm limit unless the step has them. Measured on 2-core AMD
+    EPYCs: the limits were 0.6-1.5 s of a 4.4-6.8 s first compile (with AVX-512); the
+    three other losses 1.0-1.1 s of 5.1-6.7 s, and backprop in a finite-difference step
+    2 s of 6.6-6.8 s (family 25). A step without BLAS calls has no path that raises,
+    which keeps the tiny networks' loop lean. Each variant has its own names in numba's
+    cache. Every optimiser stays in (a few scalar loops, about 0.4 s of a 4 s first
+    compile on the family 25 EPYC): as one shared function, the call cost the XOR step
+    50-60 ns of its 330-360, and in the key it would multiply the variants that
+    ``xpnet warmup`` compiles by four.
     """
     if key not in _variants:
         activations, loss, fd, blas, limits = key
         flags = {f"{name.upper()}_ON": name in activations or name in ALWAYS_ON for name in ACTIVATION_CODES}
         flags.update({f"{name.upper()}_ON": name == loss for name in LOSS_CODES})
-        flags.update(FD_ON=fd, USE_BLAS=blas, LIMITS_ON=limits)
+        flags.update(FD_ON=fd, FD_ONLY=fd, USE_BLAS=blas, LIMITS_ON=limits)
         suffix = "_".join([*activations, loss, "fd" if fd else "bp", BLAS_NAME if blas else "loops",
                            *(["limits"] if limits else [])])
         scope = dict(globals(), **flags)

@@ -3,12 +3,17 @@ compiles callees while typing their callers, with the pipeline passes of the var
 
 Run it in a fresh process with an empty cache (README, "Cold start")::
 
-    NUMBA_CACHE_DIR=$(mktemp -d) python benchmarks/compile_profile.py
+    NUMBA_CACHE_DIR=$(mktemp -d) python benchmarks/compile_profile.py [--gradient finite_difference]
 """
+import argparse
 import time
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gradient", choices=("backprop", "finite_difference"), default="backprop",
+                        help="the step's gradient, so its variant (default: backprop)")
+    gradient = parser.parse_args().gradient
     from numba.core import event
 
     compiled, started = [], []
@@ -32,7 +37,8 @@ def main():
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((32, 2)), rng.integers(0, 2, 32)  # the cold-start benchmark's network and batch
     step = xn.MLP([2, 16, 16, 2], activation="tanh", seed=0, backend="numba").compile("softmax_ce",
-                                                                                      xn.optim.SGD(lr=0.1))
+                                                                                      xn.optim.SGD(lr=0.1),
+                                                                                      gradient=gradient)
     built = time.perf_counter()
     step.notices = False
     step(X, y)

@@ -309,10 +309,12 @@ def test_the_pytorch_model_is_the_twin_unless_told_otherwise():
     assert not np.allclose(own(torch.from_numpy(X).float()).detach().numpy(), net.predict(X))
 
 
-def test_the_compile_profile_script_reports_the_first_step():
+@pytest.mark.parametrize("gradient", ["backprop", "finite_difference"])
+def test_the_compile_profile_script_reports_the_first_step(gradient):
     pytest.importorskip("numba")
     script = Path(__file__).parent.parent / "benchmarks" / "compile_profile.py"
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, str(script), "--gradient", gradient], capture_output=True, text=True,
+                            check=True)
     assert re.match(r"import [\d.]+ s, build [\d.]+ s, first step [\d.]+ s, \d+ functions compiled", result.stdout)
 
 

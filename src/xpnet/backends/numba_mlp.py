@@ -437,8 +437,8 @@ def apply_update(P, G, S1, S2, layout, opt_code, hp, t):
 
 
 # The functions a variant recompiles with its own flags, callees before their callers.
-VARIANT_FUNCTIONS = ("output_loss", "activate", "activate_grad", "forward", "finite_difference", "load_batch", "backward", "update",
-                     "train", "compute_gradient", "apply_update")
+VARIANT_FUNCTIONS = ("output_loss", "activate", "activate_grad", "forward", "finite_difference", "load_batch",
+                     "backward", "update", "train", "compute_gradient", "apply_update")
 ALWAYS_ON = ("identity",)  # every variant has it: the output layer of most networks
 _variants: dict = {}
 
